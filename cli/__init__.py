@@ -1,0 +1,1 @@
+"""The ``dlog`` command line."""

@@ -1,0 +1,37 @@
+"""gunicorn, embedded: ``dlog serve`` runs ``wsgi:app`` with dlog's worker settings."""
+from __future__ import annotations
+
+from gunicorn.app.base import BaseApplication
+
+from service.config import Config
+
+
+class DlogApplication(BaseApplication):
+    def __init__(self, config: Config) -> None:
+        self.dlog_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        c = self.dlog_config
+        settings = {
+            "bind": f"{c.host}:{c.port}",
+            "workers": c.workers,
+            "threads": c.threads,
+            "worker_class": "gthread",
+            "timeout": 120,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            "accesslog": None,
+            "proc_name": "dlog",
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from service.api import create_app
+
+        return create_app(self.dlog_config)
+
+
+def run(config: Config) -> None:
+    DlogApplication(config).run()

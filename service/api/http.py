@@ -1,0 +1,184 @@
+"""Request parsing and response building shared by the blueprints; no domain logic here."""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import orjson
+from flask import Response, current_app, request
+
+from service.errors import PAYLOAD_ERROR, RestError
+from service.server import DlogServer
+
+V2_JSON = "application/vnd.kafka.v2+json"
+V2_EMBEDDED_JSON = "application/vnd.kafka.json.v2+json"
+V2_EMBEDDED_BINARY = "application/vnd.kafka.binary.v2+json"
+JSON = "application/json"
+
+# application/vnd.kafka[.format][.v1|.v2]+json, application/json, application/octet-stream
+_V2_CONTENT_TYPE = re.compile(r"application/vnd\.kafka(?:\.(?P<format>[a-z]+))?(?:\.(?P<version>v[12]))?\+json")
+
+
+def server() -> DlogServer:
+    return current_app.extensions["dlog"]
+
+
+def json_response(data: Any, status: int = 200, mimetype: str = JSON, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status, mimetype=mimetype, headers=headers)
+
+
+def base_url() -> str:
+    return request.host_url.rstrip("/")
+
+
+def body_json(required: bool = True, allowed_types: Iterable[str] = (JSON,), empty_ok: bool = False) -> Any:
+    """The request body parsed as one JSON value, checked against the allowed content types.
+
+    :raises RestError: 415 wrong content type, 413 body too large, 422 empty or bad JSON.
+    """
+    check_content_type(allowed_types)
+    data = read_body()
+    if not data.strip():
+        if empty_ok or not required:
+            return None
+        raise RestError(422, "Payload error. Request body is empty. Data is required.", PAYLOAD_ERROR)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise RestError(400, f"Malformed JSON: {exc}", 400) from None
+
+
+def read_body() -> bytes:
+    limit = server().config.max_request_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        raise RestError(413, f"The request body is larger than the maximum of {limit} bytes.", 413)
+    data = request.get_data(cache=False)
+    if len(data) > limit:
+        raise RestError(413, f"The request body is larger than the maximum of {limit} bytes.", 413)
+    return data
+
+
+def mimetype() -> str:
+    return (request.mimetype or "").lower()
+
+
+def check_content_type(allowed: Iterable[str]) -> None:
+    mt = mimetype()
+    if mt == "" and request.content_length in (None, 0) and not request.headers.get("Transfer-Encoding"):
+        return
+    allowed = tuple(allowed)
+    if mt in allowed or (mt == "" and JSON in allowed):
+        return
+    raise RestError(415, f"HTTP 415 Unsupported Media Type: {mt or 'none'} (expected {', '.join(allowed)})", 415)
+
+
+def v2_embedded_format(default: str = "binary") -> str:
+    """The embedded format a v2 produce body declares: ``json`` or ``binary``.
+
+    Follows the REST Proxy: ``application/vnd.kafka.json.v2+json`` is json; a content type
+    without a format (``application/vnd.kafka.v2+json``, ``application/json``,
+    ``application/octet-stream``) is binary; none at all is json (as Karapace does).
+    """
+    mt = mimetype()
+    if mt == "":
+        return "json"
+    if mt in (JSON, "application/octet-stream"):
+        return default
+    match = _V2_CONTENT_TYPE.fullmatch(mt)
+    if not match:
+        raise RestError(415, f"HTTP 415 Unsupported Media Type: {mt}", 415)
+    fmt = match.group("format") or default
+    if fmt not in ("json", "binary"):
+        raise RestError(415, f"HTTP 415 Unsupported Media Type: embedded format {fmt!r} needs a Schema Registry, "
+                             "which dlog does not have; use json or binary.", 415)
+    return fmt
+
+
+def accepts(*offered: str) -> str | None:
+    """The first of ``offered`` the Accept header allows (missing Accept allows all)."""
+    if not request.headers.get("Accept"):
+        return offered[0]
+    best = request.accept_mimetypes.best_match(offered)
+    return best
+
+
+def require_accept(*offered: str) -> str:
+    chosen = accepts(*offered)
+    if chosen is None:
+        raise RestError(406, f"HTTP 406 Not Acceptable: this endpoint answers {', '.join(offered)}.", 406)
+    return chosen
+
+
+def b64decode(data: Any, what: str) -> bytes:
+    if not isinstance(data, str):
+        raise RestError(400, f"Bad Request: {what} data={_short(data)} is not a base64 string.", 400)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise RestError(400, f"Bad Request: {what} data={_short(data)} is not a valid base64 string.", 400) from None
+
+
+def b64encode(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _short(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_ISO_CACHE: dict[int, str] = {}
+
+
+def iso_timestamp(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 with millisecond precision and ``Z``, as the REST Proxy."""
+    text = _ISO_CACHE.get(ms)
+    if text is None:
+        dt = datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
+        text = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+        if len(_ISO_CACHE) > 4096:
+            _ISO_CACHE.clear()
+        _ISO_CACHE[ms] = text
+    return text
+
+
+def parse_timestamp(value: Any) -> int:
+    """An ISO-8601 string (or epoch milliseconds) as epoch milliseconds; 400 otherwise."""
+    if isinstance(value, bool):
+        raise RestError(400, f"Bad Request: timestamp {value!r} is not an ISO-8601 timestamp.", 400)
+    if isinstance(value, int):
+        if value < 0:
+            raise RestError(400, "Bad Request: timestamp must not be negative.", 400)
+        return value
+    if not isinstance(value, str):
+        raise RestError(400, f"Bad Request: timestamp {_short(value)} is not an ISO-8601 timestamp.", 400)
+    text = value.strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise RestError(400, f"Bad Request: timestamp {value!r} is not an ISO-8601 timestamp.", 400) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    ms = int(dt.timestamp() * 1000)
+    if ms < 0:
+        raise RestError(400, "Bad Request: timestamp must not be before 1970.", 400)
+    return ms
+
+
+def query_int(name: str, default: int | None, minimum: int = 0, maximum: int = 2**63 - 1) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RestError(400, f"Query parameter {name}={raw!r} is not an integer.", 400) from None
+    if not minimum <= value <= maximum:
+        raise RestError(400, f"Query parameter {name}={value} must be between {minimum} and {maximum}.", 400)
+    return value

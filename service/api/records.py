@@ -1,0 +1,142 @@
+"""Turning REST Proxy record shapes into ``Record`` values and routing them to partitions.
+
+v3 records carry ``{"type", "data"}`` for key and value (BINARY base64, JSON any value,
+STRING text); v2 records carry raw JSON (json format) or base64 (binary format). Routing
+follows Kafka's producer: an explicit partition wins, a key goes where murmur2 puts it, and
+records with neither spread round-robin.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, NamedTuple
+
+import orjson
+
+from service.api.http import b64decode, b64encode, parse_timestamp
+from service.controller import TopicMetadata
+from service.errors import RestError, partition_not_found
+from service.partitioner import partition_for_key
+from service.types import Record
+
+V3_RECORD_FIELDS = frozenset({"partition_id", "headers", "key", "value", "timestamp"})
+_SCHEMA_TYPES = ("AVRO", "JSONSCHEMA", "PROTOBUF")
+
+
+class ParsedRecord(NamedTuple):
+    partition_id: int | None
+    record: Record
+    key_meta: dict | None  # {"type", "size"} for the delivery report, None when absent
+    value_meta: dict | None
+
+
+def _data(field: str, obj: Any) -> tuple[bytes | None, dict | None]:
+    if obj is None:
+        return None, None
+    if not isinstance(obj, dict):
+        raise RestError(400, f"Bad Request: {field} must be an object with type and data.", 400)
+    unknown = set(obj) - {"type", "data", "subject", "schema_id", "schema_version", "subject_name_strategy", "schema"}
+    if unknown:
+        raise RestError(400, f"Bad Request: unrecognized field(s) {sorted(unknown)} in {field}.", 400)
+    kind = obj.get("type", "BINARY")
+    if not isinstance(kind, str):
+        raise RestError(400, f"Bad Request: {field}.type must be a string.", 400)
+    kind = kind.upper()
+    if kind in _SCHEMA_TYPES or "schema_id" in obj or "schema" in obj or "subject" in obj:
+        raise RestError(400, f"Bad Request: {field} type {kind} needs a Schema Registry, which dlog does not "
+                             "have; use BINARY, JSON or STRING.", 400)
+    data = obj.get("data")
+    if kind == "JSON":
+        if "data" not in obj:
+            return None, {"type": "JSON", "size": 0}
+        raw = orjson.dumps(data)
+    elif data is None:
+        return None, {"type": kind, "size": 0}
+    elif kind == "BINARY":
+        raw = b64decode(data, field)
+    elif kind == "STRING":
+        if not isinstance(data, str):
+            raise RestError(400, f"Bad Request: {field} data={orjson.dumps(data).decode()[:40]} is not a string.", 400)
+        raw = data.encode("utf-8")
+    else:
+        raise RestError(400, f"Bad Request: {field} type {kind!r} is not one of BINARY, JSON, STRING.", 400)
+    return raw, {"type": kind, "size": len(raw)}
+
+
+def headers_blob(headers: Any) -> bytes | None:
+    """v3/v2 headers ``[{"name"|"key": str, "value": base64|null}]`` as stored bytes."""
+    if headers is None:
+        return None
+    if not isinstance(headers, list):
+        raise RestError(400, "Bad Request: headers must be a list of {\"name\", \"value\"}.", 400)
+    stored = []
+    for h in headers:
+        if not isinstance(h, dict):
+            raise RestError(400, "Bad Request: each header must be an object.", 400)
+        name = h.get("name", h.get("key"))
+        if not isinstance(name, str) or not name:
+            raise RestError(400, "Bad Request: a header needs a non-empty string name.", 400)
+        value = h.get("value")
+        if value is not None:
+            b64decode(value, f"header {name}")
+        stored.append([name, value])
+    return orjson.dumps(stored) if stored else None
+
+
+def headers_json(blob: bytes | None) -> list[dict] | None:
+    if not blob:
+        return None
+    return [{"name": n, "value": v} for n, v in orjson.loads(blob)]
+
+
+def parse_v3_record(obj: Any) -> ParsedRecord:
+    """One v3 ``ProduceRequest`` object; 400 with the REST Proxy's message when malformed."""
+    if not isinstance(obj, dict):
+        raise RestError(400, "Bad Request: each record must be a JSON object.", 400)
+    if not V3_RECORD_FIELDS.issuperset(obj):
+        unknown = sorted(set(obj) - V3_RECORD_FIELDS)
+        raise RestError(400, f"Bad Request: Unrecognized field(s) {unknown}; known fields are "
+                             f"{sorted(V3_RECORD_FIELDS)}.", 400)
+    partition_id = obj.get("partition_id")
+    if partition_id is not None and (isinstance(partition_id, bool) or not isinstance(partition_id, int)):
+        raise RestError(400, "Bad Request: partition_id must be an integer.", 400)
+    key, key_meta = _data("key", obj.get("key"))
+    value, value_meta = _data("value", obj.get("value"))
+    ts = obj.get("timestamp")
+    timestamp = None if ts is None else parse_timestamp(ts)
+    return ParsedRecord(partition_id, Record(timestamp, key, value, headers_blob(obj.get("headers"))),
+                        key_meta, value_meta)
+
+
+class Router:
+    """Chooses the partition of each record of one request (Kafka's producer partitioner)."""
+
+    def __init__(self, topic: TopicMetadata) -> None:
+        self.topic = topic
+        self._next = random.randrange(topic.partitions_count)
+
+    def partition(self, explicit: int | None, key: bytes | None) -> int:
+        count = self.topic.partitions_count
+        if explicit is not None:
+            if not 0 <= explicit < count:
+                raise partition_not_found(self.topic.topic_name, explicit)
+            return explicit
+        if key is not None:
+            return partition_for_key(key, count)
+        chosen = self._next
+        self._next = (chosen + 1) % count
+        return chosen
+
+
+def stored_record_json(topic: str, partition: int, r, fmt: str) -> dict:
+    """A consumed record in the REST Proxy's v2 shape (plus timestamp and headers)."""
+    if fmt == "json":
+        try:
+            key = None if r.key is None else orjson.loads(r.key)
+            value = None if r.value is None else orjson.loads(r.value)
+        except orjson.JSONDecodeError:
+            raise RestError(422, f"The record at offset {r.offset} of {topic}-{partition} is not JSON; "
+                                 "read it with Accept: application/vnd.kafka.binary.v2+json.", 42203) from None
+    else:
+        key, value = b64encode(r.key), b64encode(r.value)
+    return {"topic": topic, "key": key, "value": value, "partition": partition, "offset": r.offset,
+            "timestamp": r.timestamp, "headers": headers_json(r.headers)}

@@ -1,0 +1,184 @@
+"""Engines, pragmas and transactions: the only module that opens SQLite connections.
+
+One engine per file per process: ``controller.db`` and ``broker-<id>.db``. Every connection
+gets WAL, ``busy_timeout``, ``foreign_keys=ON`` and ``synchronous`` (FULL by default). The
+pysqlite driver's own transaction handling is switched off so that SQLAlchemy's ``begin``
+emits our BEGIN: plain ``BEGIN`` (a consistent read snapshot) for ``read()`` and
+``BEGIN IMMEDIATE`` for ``write()``, so that a writer takes the file's write lock before it
+reads the state it is about to check.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.pool import QueuePool
+
+logger = logging.getLogger(__name__)
+
+CONTROLLER_FILE = "controller.db"
+_BEGIN_OPTION = "dlog_begin"
+
+
+def broker_file(broker_id: int) -> str:
+    if not isinstance(broker_id, int) or broker_id < 0:
+        raise ValueError(f"invalid broker id {broker_id!r}")
+    return f"broker-{broker_id}.db"
+
+
+def make_engine(path: str | os.PathLike, *, sync: str = "full", busy_timeout_ms: int = 30000) -> Engine:
+    """An engine on one SQLite file with dlog's pragmas and explicit BEGIN handling."""
+    if sync not in ("full", "normal"):
+        raise ValueError("sync must be 'full' or 'normal'")
+    engine = create_engine(
+        f"sqlite:///{Path(path)}",
+        poolclass=QueuePool,
+        pool_size=8,
+        max_overflow=24,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000.0},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # pragma: no cover - exercised by every test
+        # Take transactions out of the driver's hands; SQLAlchemy's begin event emits them.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection):  # pragma: no cover - exercised by every test
+        conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+    return engine
+
+
+class Database:
+    """The engines of one data directory, created lazily, one per file, per process.
+
+    Writes to one file from the threads of one process are serialised by a process-local lock
+    before ``BEGIN IMMEDIATE``: correctness comes from SQLite's lock, the local lock only keeps
+    threads from sleeping in SQLite's busy handler. Across processes SQLite's lock decides.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, *, sync: str = "full", busy_timeout_ms: int = 30000) -> None:
+        self.data_dir = Path(data_dir)
+        self.sync = sync
+        self.busy_timeout_ms = busy_timeout_ms
+        self._engines: dict[str, Engine] = {}
+        self._locks: dict[Engine, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._probes: dict[Engine, tuple] = {}
+
+    def _engine(self, filename: str) -> Engine:
+        engine = self._engines.get(filename)
+        if engine is None:
+            with self._guard:
+                engine = self._engines.get(filename)
+                if engine is None:
+                    self.data_dir.mkdir(parents=True, exist_ok=True)
+                    engine = make_engine(self.data_dir / filename, sync=self.sync,
+                                         busy_timeout_ms=self.busy_timeout_ms)
+                    self._locks[engine] = threading.Lock()
+                    self._engines[filename] = engine
+        return engine
+
+    @property
+    def controller(self) -> Engine:
+        return self._engine(CONTROLLER_FILE)
+
+    def broker(self, broker_id: int) -> Engine:
+        return self._engine(broker_file(broker_id))
+
+    def broker_path(self, broker_id: int) -> Path:
+        return self.data_dir / broker_file(broker_id)
+
+    @property
+    def controller_path(self) -> Path:
+        return self.data_dir / CONTROLLER_FILE
+
+    @contextmanager
+    def write(self, engine: Engine) -> Iterator[Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` ... COMMIT) on one file.
+
+        Everything read inside it is current and stays so until COMMIT: checks that guard a
+        write belong inside. An exception rolls the whole transaction back.
+        """
+        lock = self._locks[engine]
+        with lock, engine.connect() as conn:
+            conn.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self, engine: Engine) -> Iterator[Connection]:
+        """One read transaction: every SELECT inside it sees the same snapshot."""
+        with engine.connect() as conn, conn.begin():
+            yield conn
+
+    def data_version(self, engine: Engine) -> int:
+        """SQLite's ``PRAGMA data_version`` of the file, seen from a connection kept for it.
+
+        It changes whenever any other connection commits to the file, so a cache over the file
+        stays valid while it is unchanged; the check costs microseconds, not a transaction.
+        """
+        probe = self._probes.get(engine)
+        if probe is None:
+            with self._guard:
+                probe = self._probes.get(engine)
+                if probe is None:
+                    probe = (engine.raw_connection(), threading.Lock())
+                    self._probes[engine] = probe
+        connection, lock = probe
+        with lock:
+            cursor = connection.cursor()
+            try:
+                return cursor.execute("PRAGMA data_version").fetchone()[0]
+            finally:
+                cursor.close()
+
+    def dispose(self) -> None:
+        with self._guard:
+            for connection, _lock in self._probes.values():
+                connection.close()
+            self._probes.clear()
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+            self._locks.clear()
+
+
+def upgrade(db: Database, broker_ids: list[int]) -> None:
+    """Create or upgrade the controller file and every broker file to the newest schema."""
+    from service import migrate  # local: alembic is only needed when upgrading
+
+    migrate.upgrade_engine(db.controller, "controller")
+    for broker_id in broker_ids:
+        migrate.upgrade_engine(db.broker(broker_id), "broker")
+
+
+_SQLITE_DIALECT = None
+
+
+def driver_sql(stmt) -> tuple[str, tuple[str, ...]]:
+    """Compile a Core statement once to the driver's SQL text and its parameter order.
+
+    Hot paths (record appends and reads) run the text with ``Connection.exec_driver_sql`` and
+    tuples, which costs a tenth of executing Core per call; the SQL still comes from
+    ``service.schema``, never from strings.
+    """
+    global _SQLITE_DIALECT
+    if _SQLITE_DIALECT is None:
+        from sqlalchemy.dialects import sqlite
+
+        _SQLITE_DIALECT = sqlite.dialect(paramstyle="qmark")
+    compiled = stmt.compile(dialect=_SQLITE_DIALECT)
+    return str(compiled), tuple(compiled.positiontup or ())

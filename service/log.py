@@ -1,0 +1,231 @@
+"""UnifiedLog: one partition replica's records in one broker file.
+
+The log owns offsets: only ``append_as_leader`` assigns them, dense from the log end offset.
+Every function here runs inside a transaction its caller opened on the broker file
+(``Database.write`` for changes, ``Database.read`` for reads) and never commits, so a caller
+can put the append, the log end offset and later the producer state in one transaction.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+
+from service import schema
+from service.db import driver_sql
+from service.errors import Errors, KafkaError
+from service.types import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, Record, StoredRecord
+
+logger = logging.getLogger(__name__)
+
+_rec = schema.record.c
+_log = schema.log.c
+
+_INSERT_RECORD, _INSERT_ORDER = driver_sql(insert(schema.record).values(
+    log_id=bindparam("log_id"), offset=bindparam("offset"), timestamp=bindparam("timestamp"),
+    key=bindparam("key"), value=bindparam("value"), headers=bindparam("headers"),
+    leader_epoch=bindparam("leader_epoch"), producer_id=bindparam("producer_id"),
+    producer_epoch=bindparam("producer_epoch"), sequence=bindparam("sequence"),
+    is_transactional=bindparam("is_transactional"), is_control=bindparam("is_control")))
+assert _INSERT_ORDER == ("log_id", "offset", "timestamp", "key", "value", "headers", "leader_epoch",
+                         "producer_id", "producer_epoch", "sequence", "is_transactional", "is_control")
+
+_READ_RECORDS, _READ_ORDER = driver_sql(
+    select(_rec.offset, _rec.timestamp, _rec.key, _rec.value, _rec.headers, _rec.leader_epoch,
+           _rec.producer_id, _rec.is_transactional, _rec.is_control)
+    .where(_rec.log_id == bindparam("log_id"), _rec.offset >= bindparam("start"), _rec.offset < bindparam("end"))
+    .order_by(_rec.offset).limit(bindparam("limit")))
+assert _READ_ORDER == ("log_id", "start", "end", "limit", "param_1")  # param_1: SQLite's OFFSET 0
+
+_SELECT_LOG, _ = driver_sql(
+    select(_log.log_id, _log.log_start_offset, _log.log_end_offset, _log.high_watermark, _log.size_bytes)
+    .where(_log.topic_id == bindparam("topic_id"), _log.partition_id == bindparam("partition_id")))
+
+_UPDATE_AFTER_APPEND, _UPDATE_ORDER = driver_sql(
+    update(schema.log).where(_log.log_id == bindparam("id"))
+    .values(log_end_offset=bindparam("leo"), size_bytes=_log.size_bytes + bindparam("added")))
+assert _UPDATE_ORDER == ("leo", "added", "id")
+
+_ADVANCE_HW, _ADVANCE_ORDER = driver_sql(
+    update(schema.log).where(_log.log_id == bindparam("id"), _log.high_watermark < bindparam("hw_guard"))
+    .values(high_watermark=bindparam("hw")))
+assert _ADVANCE_ORDER == ("hw", "id", "hw_guard")
+
+_LATEST_EPOCH, _ = driver_sql(select(func.max(schema.leader_epoch.c.epoch))
+                              .where(schema.leader_epoch.c.log_id == bindparam("log_id")))
+
+_READ_BATCH_ROWS = 2000
+
+
+class LogState(NamedTuple):
+    log_id: int
+    log_start_offset: int
+    log_end_offset: int
+    high_watermark: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class LogAppendInfo:
+    """What an append did (Kafka's ``LogAppendInfo``): the offsets and timestamps it assigned."""
+
+    first_offset: int
+    last_offset: int
+    timestamps: tuple[int, ...]
+    log_start_offset: int
+
+
+@dataclass(frozen=True)
+class FetchDataInfo:
+    records: list[StoredRecord]
+    high_watermark: int
+    log_start_offset: int
+    log_end_offset: int
+
+
+def load(conn: Connection, topic_id: str, partition_id: int) -> LogState | None:
+    row = conn.exec_driver_sql(_SELECT_LOG, (topic_id, partition_id)).first()
+    return LogState(*row) if row is not None else None
+
+
+def load_or_create(conn: Connection, topic_id: str, topic_name: str, partition_id: int) -> LogState:
+    """The log row of a replica, created empty on first use (needs a write transaction)."""
+    state = load(conn, topic_id, partition_id)
+    if state is None:
+        conn.execute(insert(schema.log).values(topic_id=topic_id, topic_name=topic_name, partition_id=partition_id))
+        state = load(conn, topic_id, partition_id)
+        assert state is not None
+    return state
+
+
+def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record], leader_epoch: int,
+                     now_ms: int, log_append_time: bool = False, producer_id: int = NO_PRODUCER_ID,
+                     producer_epoch: int = NO_PRODUCER_EPOCH, base_sequence: int = NO_SEQUENCE,
+                     is_transactional: bool = False) -> LogAppendInfo:
+    """Append ``records`` at the log end offset, stamped with ``leader_epoch``.
+
+    Runs in the caller's write transaction: the records and the new log end offset commit
+    together or not at all. Records the leader epoch in the epoch cache first if it is new
+    (Kafka's ``Partition.makeLeader`` does it before the first write of an epoch).
+    """
+    base = state.log_end_offset
+    latest_epoch = conn.exec_driver_sql(_LATEST_EPOCH, (state.log_id,)).scalar()
+    if latest_epoch is None or latest_epoch < leader_epoch:
+        conn.execute(insert(schema.leader_epoch).values(log_id=state.log_id, epoch=leader_epoch, start_offset=base))
+    log_id = state.log_id
+    rows = []
+    timestamps = []
+    added = 0
+    seq = base_sequence
+    for i, r in enumerate(records):
+        ts = now_ms if (log_append_time or r.timestamp is None) else r.timestamp
+        timestamps.append(ts)
+        added += r.size
+        rows.append((log_id, base + i, ts, r.key, r.value, r.headers, leader_epoch, producer_id, producer_epoch,
+                     seq, is_transactional, False))
+        if seq != NO_SEQUENCE:
+            seq = seq + 1 if seq < 2**31 - 1 else 0
+    conn.exec_driver_sql(_INSERT_RECORD, rows)
+    last = base + len(rows) - 1
+    conn.exec_driver_sql(_UPDATE_AFTER_APPEND, (last + 1, added, log_id))
+    return LogAppendInfo(base, last, tuple(timestamps), state.log_start_offset)
+
+
+def maybe_increment_high_watermark(conn: Connection, state: LogState, new_high_watermark: int) -> int:
+    """Move the high watermark forward to ``new_high_watermark`` (never back, never past the
+    LEO in ``state``, which must be current in this transaction). Returns the high watermark."""
+    candidate = min(new_high_watermark, state.log_end_offset)
+    if candidate > state.high_watermark:
+        conn.exec_driver_sql(_ADVANCE_HW, (candidate, state.log_id, candidate))
+        return candidate
+    return state.high_watermark
+
+
+def read(conn: Connection, state: LogState | None, start_offset: int, max_bytes: int,
+         max_offset: int | None = None) -> FetchDataInfo:
+    """Records from ``start_offset`` below ``max_offset`` (default the high watermark), up to
+    ``max_bytes`` but always at least one record when one is visible (Kafka's KIP-74 rule).
+
+    :raises OFFSET_OUT_OF_RANGE: ``start_offset`` is below the log start or beyond the LEO.
+    """
+    if state is None:
+        state = LogState(0, 0, 0, 0, 0)
+    if start_offset < state.log_start_offset or start_offset > state.log_end_offset:
+        raise KafkaError(Errors.OFFSET_OUT_OF_RANGE,
+                         f"Offset {start_offset} is out of range: the log holds offsets "
+                         f"{state.log_start_offset} to {state.log_end_offset}.")
+    end = state.high_watermark if max_offset is None else min(max_offset, state.log_end_offset)
+    out: list[StoredRecord] = []
+    used = 0
+    position = start_offset
+    while position < end:
+        rows = conn.exec_driver_sql(_READ_RECORDS, (state.log_id, position, end, _READ_BATCH_ROWS, 0)).all()
+        if not rows:
+            break
+        for row in rows:
+            size = len(row[2] or b"") + len(row[3] or b"") + len(row[4] or b"")
+            if out and used + size > max_bytes:
+                return FetchDataInfo(out, state.high_watermark, state.log_start_offset, state.log_end_offset)
+            used += size
+            out.append(StoredRecord(*row))
+        position = rows[-1][0] + 1
+    return FetchDataInfo(out, state.high_watermark, state.log_start_offset, state.log_end_offset)
+
+
+def delete_retained_records(conn: Connection, state: LogState, retention_ms: int, retention_bytes: int,
+                            now_ms: int) -> int:
+    """Apply retention: advance the log start offset past records older than ``retention_ms``
+    and past the oldest records while the log holds more than ``retention_bytes``.
+
+    Only records below the high watermark are deleted (as Kafka deletes only segments below
+    it). Returns the number of records deleted. Runs in the caller's write transaction.
+    """
+    new_start = state.log_start_offset
+    hw = state.high_watermark
+    if retention_ms >= 0:
+        cutoff = now_ms - retention_ms
+        first_kept = conn.execute(
+            select(_rec.offset).where(_rec.log_id == state.log_id, _rec.offset >= new_start, _rec.offset < hw,
+                                      _rec.timestamp >= cutoff).order_by(_rec.offset).limit(1)).scalar()
+        new_start = first_kept if first_kept is not None else hw
+    size_expr = func.coalesce(func.length(_rec.key), 0) + func.coalesce(func.length(_rec.value), 0) \
+        + func.coalesce(func.length(_rec.headers), 0)
+
+    def size_between(lo: int, hi: int) -> int:
+        return conn.execute(select(func.coalesce(func.sum(size_expr), 0)).where(
+            _rec.log_id == state.log_id, _rec.offset >= lo, _rec.offset < hi)).scalar_one()
+
+    removed_bytes = size_between(state.log_start_offset, new_start) if new_start > state.log_start_offset else 0
+    if retention_bytes >= 0 and state.size_bytes - removed_bytes > retention_bytes:
+        excess = state.size_bytes - removed_bytes - retention_bytes
+        for offset, size in conn.execute(
+                select(_rec.offset, size_expr).where(_rec.log_id == state.log_id, _rec.offset >= new_start,
+                                                     _rec.offset < hw).order_by(_rec.offset)):
+            if excess <= 0:
+                break
+            excess -= size
+            removed_bytes += size
+            new_start = offset + 1
+    if new_start <= state.log_start_offset:
+        return 0
+    deleted = conn.execute(delete(schema.record).where(
+        _rec.log_id == state.log_id, _rec.offset < new_start)).rowcount
+    conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
+        log_start_offset=new_start, size_bytes=_log.size_bytes - removed_bytes))
+    logger.info("[log_id=%s] retention moved the log start offset to %s (%s records)", state.log_id, new_start, deleted)
+    return deleted
+
+
+def delete_log(conn: Connection, log_id: int) -> None:
+    conn.execute(delete(schema.log).where(_log.log_id == log_id))
+
+
+def all_logs(conn: Connection) -> list:
+    return conn.execute(select(schema.log)).all()
+
+
+def latest_timestamp(conn: Connection, state: LogState) -> int | None:
+    return conn.execute(select(func.max(_rec.timestamp)).where(
+        and_(_rec.log_id == state.log_id, _rec.offset >= state.log_start_offset))).scalar()

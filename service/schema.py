@@ -1,0 +1,130 @@
+"""Every table of dlog, defined once as SQLAlchemy Core.
+
+Two kinds of SQLite file, two ``MetaData``:
+
+* ``controller_metadata`` -> ``controller.db``: the cluster, brokers, topics and their configs,
+  partition assignment with leader, leader epoch and ISR, and the background-duty lease. It
+  stands in for Kafka's metadata quorum.
+* ``broker_metadata`` -> ``broker-<id>.db``: the replicas a broker holds: one ``log`` row per
+  partition replica (log start/end offset, high watermark), its records and its leader-epoch
+  cache.
+
+Alembic migrations under ``migrations/`` build exactly these tables (a test checks).
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# --------------------------------------------------------------------------- controller.db
+controller_metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+cluster = Table(
+    "cluster", controller_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: one cluster per file
+    Column("cluster_id", String(64), nullable=False),
+    Column("broker_count", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    # Bumped by every metadata change, so a process may cache metadata and revalidate cheaply.
+    Column("metadata_version", BigInteger, nullable=False, server_default="0"),
+)
+
+broker = Table(
+    "broker", controller_metadata,
+    Column("broker_id", Integer, primary_key=True, autoincrement=False),
+    Column("status", String(16), nullable=False, server_default="online"),
+    Column("status_changed_ms", BigInteger, nullable=False, server_default="0"),
+)
+
+topic = Table(
+    "topic", controller_metadata,
+    Column("topic_id", String(32), primary_key=True),  # Kafka's topic id (base64url uuid)
+    Column("topic_name", String(249), nullable=False, unique=True),
+    Column("partitions_count", Integer, nullable=False),
+    Column("replication_factor", Integer, nullable=False),
+    Column("is_internal", Boolean, nullable=False, server_default="0"),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+topic_config = Table(
+    "topic_config", controller_metadata,
+    Column("topic_id", String(32), ForeignKey("topic.topic_id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("value", String(4096), nullable=True),
+)
+
+partition = Table(
+    "partition", controller_metadata,
+    Column("topic_id", String(32), ForeignKey("topic.topic_id", ondelete="CASCADE"), primary_key=True),
+    Column("partition_id", Integer, primary_key=True, autoincrement=False),
+    Column("replicas", String(1024), nullable=False),  # JSON list of broker ids, assignment order
+    Column("isr", String(1024), nullable=False),  # JSON list of broker ids
+    Column("leader", Integer, nullable=False),  # -1: no leader (offline partition)
+    Column("leader_epoch", Integer, nullable=False, server_default="0"),
+    Column("partition_epoch", Integer, nullable=False, server_default="0"),
+)
+
+lease = Table(
+    "lease", controller_metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+)
+
+# --------------------------------------------------------------------------- broker-<id>.db
+broker_metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+log = Table(
+    "log", broker_metadata,
+    Column("log_id", Integer, primary_key=True, autoincrement=True),
+    Column("topic_id", String(32), nullable=False),
+    Column("topic_name", String(249), nullable=False),
+    Column("partition_id", Integer, nullable=False),
+    Column("log_start_offset", BigInteger, nullable=False, server_default="0"),
+    Column("log_end_offset", BigInteger, nullable=False, server_default="0"),
+    Column("high_watermark", BigInteger, nullable=False, server_default="0"),
+    Column("size_bytes", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("topic_id", "partition_id"),
+)
+
+record = Table(
+    "record", broker_metadata,
+    Column("log_id", Integer, ForeignKey("log.log_id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("headers", LargeBinary, nullable=True),  # JSON [[name, base64 value | null], ...]
+    Column("leader_epoch", Integer, nullable=False, server_default="0"),
+    Column("producer_id", BigInteger, nullable=False, server_default="-1"),
+    Column("producer_epoch", Integer, nullable=False, server_default="-1"),
+    Column("sequence", Integer, nullable=False, server_default="-1"),
+    Column("is_transactional", Boolean, nullable=False, server_default="0"),
+    Column("is_control", Boolean, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,
+)
+
+leader_epoch = Table(
+    "leader_epoch", broker_metadata,
+    Column("log_id", Integer, ForeignKey("log.log_id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("epoch", Integer, primary_key=True, autoincrement=False),
+    Column("start_offset", BigInteger, nullable=False),
+)

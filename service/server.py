@@ -1,0 +1,49 @@
+"""DlogServer: the domain objects of one process, wired together (Kafka's ``BrokerServer``).
+
+The HTTP layer and the CLI's ``serve`` build one of these and call its parts; nothing here
+knows about HTTP.
+"""
+from __future__ import annotations
+
+import logging
+
+from service.background import BackgroundDuties, Duty
+from service.clock import SYSTEM_CLOCK, Clock
+from service.config import Config
+from service.controller import Controller
+from service.db import Database, upgrade
+from service.replica_manager import ReplicaManager
+
+logger = logging.getLogger(__name__)
+
+
+class DlogServer:
+    def __init__(self, config: Config, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.config = config
+        self.clock = clock
+        self.db = Database(config.data_dir, sync=config.sync, busy_timeout_ms=config.busy_timeout_ms)
+        self.controller = Controller(self.db, config, clock)
+        self.replica_manager = ReplicaManager(self.db, self.controller, config, clock)
+        self.background = BackgroundDuties(self.db, config, clock, [
+            Duty("retention", config.log_retention_check_interval_ms, self.replica_manager.apply_retention),
+            Duty("delete-stray-logs", 5000, self.replica_manager.delete_stray_logs),
+        ])
+        self.ready = False
+
+    def start_up(self, migrate: bool = True, background: bool = True) -> None:
+        """Migrate every file, create the cluster if new, then start the background thread.
+
+        ``ready`` turns true only when this has finished (``/health/ready``).
+        """
+        if migrate:
+            upgrade(self.db, [])
+        self.controller.bootstrap()
+        if migrate:
+            upgrade(self.db, self.controller.broker_ids())
+        if background:
+            self.background.start()
+        self.ready = True
+
+    def shut_down(self) -> None:
+        self.background.stop()
+        self.db.dispose()
