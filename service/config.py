@@ -66,7 +66,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync", "sync", "full", _sync,
             "SQLite synchronous mode: 'full' survives a power cut; 'normal' survives a process crash, not a power cut."),
     Setting("busy.timeout.ms", "busy_timeout_ms", 30000, int, "SQLite busy_timeout for every connection."),
-    Setting("acks", "acks", "1", _acks,
+    Setting("acks", "acks", "all", _acks,
             "Default acks of a produce without ?acks= (0, 1 or all). 'all' waits for the in-sync replicas."),
     Setting("request.timeout.ms", "request_timeout_ms", 30000, int,
             "Default ?timeout_ms= of a produce: how long acks=all may wait."),
@@ -111,7 +111,7 @@ class Config:
     cluster_id: str | None = None
     sync: str = "full"
     busy_timeout_ms: int = 30000
-    acks: str = "1"
+    acks: str = "all"
     request_timeout_ms: int = 30000
     auto_create_topics_enable: bool = True
     num_partitions: int = 1

@@ -23,6 +23,7 @@ from service.clock import Clock
 from service.config import Config
 from service.db import Database
 from service.errors import Errors, KafkaError, bad_request, partition_not_found, topic_not_found
+from service.partition_change import elect_leader
 from service.log_config import LogConfig, effective_configs, validate_config, validate_config_name
 from service.types import MAX_PARTITIONS, NO_LEADER, validate_topic_name
 
@@ -265,12 +266,91 @@ class Controller:
                                                         for p, replicas in enumerate(assignment)])
                 _bump(conn)
         if validate_only:
-            parts = tuple(PartitionState(topic_id, name, p, tuple(r), (r[0],), r[0], 0, 0)
+            parts = tuple(PartitionState(topic_id, name, p, tuple(r), tuple(r), r[0], 0, 0)
                           for p, r in enumerate(assignment))
             return TopicMetadata(topic_id, name, count, rf, False, overrides, parts,
                                  LogConfig.from_overrides(overrides, self.config))
         logger.info("created topic %s (%s partitions, replication factor %s)", name, count, rf)
         return self.topic(name)
+
+    # ------------------------------------------------------------------ brokers and elections
+    def stop_broker(self, broker_id: int) -> BrokerState:
+        """Mark a broker offline and move the leadership of every partition it led.
+
+        One transaction on controller.db: the status and every election commit together.
+        Followers on the stopped broker leave the ISR later, by lag (replica.lag.time.max.ms).
+        """
+        return self._set_broker_status(broker_id, "offline")
+
+    def start_broker(self, broker_id: int) -> BrokerState:
+        """Mark a broker online and elect a leader for each partition that had none and can
+        now have one. The broker's replicas truncate and catch up as followers."""
+        return self._set_broker_status(broker_id, "online")
+
+    def _set_broker_status(self, broker_id: int, status: str) -> BrokerState:
+        now = self.clock.milliseconds()
+        with self.db.write(self.db.controller) as conn:
+            row = conn.execute(select(schema.broker).where(schema.broker.c.broker_id == broker_id)).first()
+            if row is None:
+                raise KafkaError(Errors.INVALID_REQUEST, f"Broker {broker_id} not found.", 404)
+            if row.status != status:
+                conn.execute(update(schema.broker).where(schema.broker.c.broker_id == broker_id)
+                             .values(status=status, status_changed_ms=now))
+                self._elect_leaders(conn)
+                _bump(conn)
+        logger.info("broker %s is %s", broker_id, status)
+        return BrokerState(broker_id, status)
+
+    def elect_leaders(self) -> int:
+        """Elect a leader wherever the current one is missing or offline (a background duty;
+        broker stop and start already do it). Returns how many partitions changed."""
+        with self.db.write(self.db.controller) as conn:
+            changed = self._elect_leaders(conn)
+            if changed:
+                _bump(conn)
+        return changed
+
+    def _elect_leaders(self, conn: Connection) -> int:
+        live = set(conn.execute(select(schema.broker.c.broker_id).where(schema.broker.c.status == "online")).scalars())
+        default_unclean = "true" if self.config.unclean_leader_election_enable else "false"
+        unclean_by_topic = {r.topic_id: r.value for r in conn.execute(select(schema.topic_config).where(
+            schema.topic_config.c.name == "unclean.leader.election.enable"))}
+        changed = 0
+        p = schema.partition
+        for row in conn.execute(select(p)).all():
+            replicas, isr = orjson.loads(row.replicas), orjson.loads(row.isr)
+            if row.leader != NO_LEADER and row.leader in live:
+                continue
+            unclean = unclean_by_topic.get(row.topic_id, default_unclean) == "true"
+            election = elect_leader(replicas, isr, row.leader, live, unclean)
+            if election.leader == row.leader and list(election.isr) == isr:
+                continue
+            conn.execute(update(p).where(p.c.topic_id == row.topic_id, p.c.partition_id == row.partition_id).values(
+                leader=election.leader, isr=orjson.dumps(list(election.isr)).decode(),
+                leader_epoch=row.leader_epoch + (1 if election.leader != row.leader else 0),
+                partition_epoch=row.partition_epoch + 1))
+            changed += 1
+            level = logging.WARNING if election.unclean else logging.INFO
+            logger.log(level, "%selection of partition %s/%s: leader %s -> %s, isr %s",
+                       "unclean " if election.unclean else "", row.topic_id, row.partition_id, row.leader,
+                       election.leader, list(election.isr))
+        return changed
+
+    def alter_partition_isr(self, state: PartitionState, new_isr: Sequence[int]) -> bool:
+        """AlterPartition: replace the ISR if the partition is still at ``state``'s leader
+        epoch and partition epoch (compare-and-set); bumps the partition epoch. True if done."""
+        p = schema.partition
+        with self.db.write(self.db.controller) as conn:
+            done = conn.execute(update(p).where(
+                p.c.topic_id == state.topic_id, p.c.partition_id == state.partition_id,
+                p.c.leader == state.leader, p.c.leader_epoch == state.leader_epoch,
+                p.c.partition_epoch == state.partition_epoch,
+            ).values(isr=orjson.dumps(list(new_isr)).decode(), partition_epoch=state.partition_epoch + 1)).rowcount
+            if done:
+                _bump(conn)
+        if done:
+            logger.info("ISR of %s-%s: %s -> %s", state.topic_name, state.partition_id, list(state.isr), list(new_isr))
+        return bool(done)
 
     def _explicit_assignment(self, assignments: Mapping[object, object], online: list[int]) -> list[list[int]]:
         try:
@@ -358,11 +438,11 @@ class Controller:
 
 
 def _new_partition_row(topic_id: str, partition_id: int, replicas: list[int]) -> dict:
-    # Until followers replicate (the replication issue), the ISR is the leader alone: a
-    # follower that copies nothing is not in sync, and saying otherwise would be a lie.
+    # As in Kafka, a new partition starts with every replica in the ISR (all logs are empty,
+    # so all are caught up) and the first replica of the assignment leading.
     leader = replicas[0] if replicas else NO_LEADER
     return {"topic_id": topic_id, "partition_id": partition_id, "replicas": orjson.dumps(replicas).decode(),
-            "isr": orjson.dumps([leader]).decode(), "leader": leader, "leader_epoch": 0, "partition_epoch": 0}
+            "isr": orjson.dumps(replicas).decode(), "leader": leader, "leader_epoch": 0, "partition_epoch": 0}
 
 
 def _positive_int(value: object, default: int, what: str, error: Errors, maximum: int) -> int:

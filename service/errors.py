@@ -152,7 +152,12 @@ class KafkaError(DlogError):
     def __init__(self, error: Errors, message: str | None = None, rest_code: int | None = None) -> None:
         super().__init__(message or error.default_message)
         self.error = error
-        self.status = error.http_status
+        # error_code is the HTTP status or status x 100 + sub-code (API.md): a REST code given
+        # here decides the status too, so the two can never disagree (404 vs 40401, 422 vs 42206).
+        if rest_code is None:
+            self.status = error.http_status
+        else:
+            self.status = rest_code // 100 if rest_code >= 10000 else rest_code
         self.error_code = rest_code if rest_code is not None else self.status
 
     @property

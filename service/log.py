@@ -13,6 +13,7 @@ from typing import NamedTuple, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
+from service import leader_epoch as leader_epoch_cache
 from service import schema
 from service.db import driver_sql
 from service.errors import Errors, KafkaError
@@ -52,9 +53,6 @@ _ADVANCE_HW, _ADVANCE_ORDER = driver_sql(
     update(schema.log).where(_log.log_id == bindparam("id"), _log.high_watermark < bindparam("hw_guard"))
     .values(high_watermark=bindparam("hw")))
 assert _ADVANCE_ORDER == ("hw", "id", "hw_guard")
-
-_LATEST_EPOCH, _ = driver_sql(select(func.max(schema.leader_epoch.c.epoch))
-                              .where(schema.leader_epoch.c.log_id == bindparam("log_id")))
 
 _READ_BATCH_ROWS = 2000
 
@@ -111,9 +109,7 @@ def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record
     (Kafka's ``Partition.makeLeader`` does it before the first write of an epoch).
     """
     base = state.log_end_offset
-    latest_epoch = conn.exec_driver_sql(_LATEST_EPOCH, (state.log_id,)).scalar()
-    if latest_epoch is None or latest_epoch < leader_epoch:
-        conn.execute(insert(schema.leader_epoch).values(log_id=state.log_id, epoch=leader_epoch, start_offset=base))
+    leader_epoch_cache.assign(conn, state.log_id, leader_epoch, base)
     log_id = state.log_id
     rows = []
     timestamps = []
@@ -229,3 +225,78 @@ def all_logs(conn: Connection) -> list:
 def latest_timestamp(conn: Connection, state: LogState) -> int | None:
     return conn.execute(select(func.max(_rec.timestamp)).where(
         and_(_rec.log_id == state.log_id, _rec.offset >= state.log_start_offset))).scalar()
+
+
+# ---------------------------------------------------------------------------- replication
+_READ_FOR_FOLLOWER, _FOLLOWER_ORDER = driver_sql(
+    select(_rec.offset, _rec.timestamp, _rec.key, _rec.value, _rec.headers, _rec.leader_epoch, _rec.producer_id,
+           _rec.producer_epoch, _rec.sequence, _rec.is_transactional, _rec.is_control)
+    .where(_rec.log_id == bindparam("log_id"), _rec.offset >= bindparam("start"), _rec.offset < bindparam("end"))
+    .order_by(_rec.offset).limit(bindparam("limit")))
+assert _FOLLOWER_ORDER == ("log_id", "start", "end", "limit", "param_1")
+
+
+def read_for_follower(conn: Connection, state: LogState, start_offset: int, max_records: int) -> list[tuple]:
+    """Raw records from ``start_offset`` up to the leader's LEO (followers copy beyond the HW),
+    each row ``(offset, timestamp, key, value, headers, leader_epoch, producer_id,
+    producer_epoch, sequence, is_transactional, is_control)``."""
+    return conn.exec_driver_sql(_READ_FOR_FOLLOWER, (state.log_id, start_offset, state.log_end_offset,
+                                                     max_records, 0)).all()
+
+
+def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple], leader_high_watermark: int) -> LogState:
+    """Append records copied from the leader, keeping their offsets and leader epochs.
+
+    The caller guarantees (inside this write transaction) that ``rows`` start at this
+    replica's LEO. Updates the epoch cache for each new epoch, the LEO, the size and the
+    follower's high watermark = min(leader HW, own LEO) (Kafka 1.8).
+    """
+    leo = state.log_end_offset
+    added = 0
+    latest = leader_epoch_cache.latest_epoch(conn, state.log_id)
+    params = []
+    for row in rows:
+        offset, epoch = row[0], row[5]
+        if offset != leo:
+            raise ValueError(f"follower append at offset {offset}, expected {leo}")
+        if latest is None or epoch > latest:
+            leader_epoch_cache.assign(conn, state.log_id, epoch, offset, latest)
+            latest = epoch
+        added += len(row[2] or b"") + len(row[3] or b"") + len(row[4] or b"")
+        params.append((state.log_id, *row))
+        leo += 1
+    if params:
+        conn.exec_driver_sql(_INSERT_RECORD, params)
+    hw = max(state.high_watermark, min(leader_high_watermark, leo))
+    conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
+        log_end_offset=leo, high_watermark=hw, size_bytes=_log.size_bytes + added))
+    return state._replace(log_end_offset=leo, high_watermark=hw, size_bytes=state.size_bytes + added)
+
+
+def truncate_to(conn: Connection, state: LogState, offset: int) -> LogState:
+    """Remove every record at or above ``offset`` (Kafka's ``truncateTo``): the LEO becomes
+    ``offset``, the high watermark is clamped to it and epochs starting there are dropped."""
+    if offset >= state.log_end_offset:
+        return state
+    offset = max(offset, state.log_start_offset)
+    size_expr = func.coalesce(func.sum(func.coalesce(func.length(_rec.key), 0) + func.coalesce(
+        func.length(_rec.value), 0) + func.coalesce(func.length(_rec.headers), 0)), 0)
+    removed = conn.execute(select(size_expr).where(_rec.log_id == state.log_id, _rec.offset >= offset)).scalar_one()
+    conn.execute(delete(schema.record).where(_rec.log_id == state.log_id, _rec.offset >= offset))
+    leader_epoch_cache.truncate_from_end(conn, state.log_id, offset)
+    hw = min(state.high_watermark, offset)
+    conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
+        log_end_offset=offset, high_watermark=hw, size_bytes=_log.size_bytes - removed))
+    logger.info("[log_id=%s] truncated from %s to %s", state.log_id, state.log_end_offset, offset)
+    return state._replace(log_end_offset=offset, high_watermark=hw, size_bytes=state.size_bytes - removed)
+
+
+def truncate_fully_and_start_at(conn: Connection, state: LogState, offset: int) -> LogState:
+    """Delete the whole log and restart it empty at ``offset`` (a follower that fell below the
+    leader's log start offset, Kafka 1.37)."""
+    conn.execute(delete(schema.record).where(_rec.log_id == state.log_id))
+    leader_epoch_cache.clear(conn, state.log_id)
+    conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
+        log_start_offset=offset, log_end_offset=offset, high_watermark=offset, size_bytes=0))
+    logger.info("[log_id=%s] truncated fully, restarting at %s", state.log_id, offset)
+    return LogState(state.log_id, offset, offset, offset, 0)

@@ -20,6 +20,9 @@ def alembic_config(kind: str) -> AlembicConfig:
         raise ValueError(f"unknown kind of file {kind!r}")
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Split version_locations on os.pathsep only: the legacy split on spaces and commas breaks
+    # an install path with a space in it (and alembic warns about it).
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(MIGRATIONS_DIR / kind))
     cfg.attributes["kind"] = kind
     return cfg

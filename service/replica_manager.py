@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from service import log as unified_log
+from service import partition as leader_partition
 from service.clock import Clock
 from service.config import Config
 from service.controller import Controller, PartitionState, TopicMetadata
 from service.db import Database
 from service.errors import Errors, KafkaError
 from service.log import FetchDataInfo, LogAppendInfo
+from service.replica_fetcher import ReplicaFetcher
 from service.types import NO_LEADER, Acks, FetchIsolation, Record
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class ReplicaManager:
         self.controller = controller
         self.config = config
         self.clock = clock
+        self.fetcher = ReplicaFetcher(db, controller, clock, config.replica_lag_time_max_ms)
+        self._fetcher_thread = ReplicaFetcherThread(self)
         self._acks0_executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
 
@@ -74,7 +78,7 @@ class ReplicaManager:
             deadline = self.clock.monotonic() + timeout_s
             for partition_id, (state, required) in waiting.items():
                 try:
-                    self._await_high_watermark(state, required, deadline)
+                    self._await_high_watermark(topic, state, required, deadline)
                 except KafkaError as exc:
                     results[partition_id] = exc
         return results
@@ -122,29 +126,111 @@ class ReplicaManager:
             info = unified_log.append_as_leader(
                 conn, log_state, records, state.leader_epoch, self.clock.milliseconds(),
                 log_append_time=topic.log_config.message_timestamp_type == "LogAppendTime")
-            self._maybe_increment_leader_hw(conn, state, log_state._replace(log_end_offset=info.last_offset + 1))
+            leader_partition.maybe_increment_leader_hw(
+                conn, log_state._replace(log_end_offset=info.last_offset + 1), state, min_isr)
+        if len(state.replicas) > 1:
+            self._fetcher_thread.wake(topic.topic_name, partition_id)
         return state, info
 
-    def _maybe_increment_leader_hw(self, conn, state: PartitionState, log_state: unified_log.LogState) -> int:
-        """HW = min LEO over the ISR. Until followers replicate, only a leader-only ISR moves it."""
-        if tuple(state.isr) == (state.leader,):
-            return unified_log.maybe_increment_high_watermark(conn, log_state, log_state.log_end_offset)
-        return log_state.high_watermark
+    def _await_high_watermark(self, topic: TopicMetadata, state: PartitionState, required: int,
+                              deadline: float) -> None:
+        """Wait until the leader's high watermark reaches ``required`` (Kafka's DelayedProduce).
 
-    def _await_high_watermark(self, state: PartitionState, required: int, deadline: float) -> None:
-        """Wait, holding no lock, until the leader's high watermark reaches ``required``.
+        The waiting request holds no lock: it drives the replication step of its own partition
+        itself (so it is answered as soon as the followers have the batch), and sleeps briefly
+        only when a step made no progress.
 
-        :raises REQUEST_TIMED_OUT: not reached by ``deadline``; the outcome is unknown.
+        :raises NOT_LEADER_OR_FOLLOWER: leadership moved while waiting (outcome unknown).
+        :raises NOT_ENOUGH_REPLICAS_AFTER_APPEND: the HW passed the batch but the ISR is now
+            below min.insync.replicas (the records are committed).
+        :raises REQUEST_TIMED_OUT: the deadline passed; the outcome is unknown.
         """
-        delay = 0.001
+        delay = 0.0005
         while True:
+            current = self.controller.image().topics.get(topic.topic_name)
+            if current is None or current.topic_id != topic.topic_id:
+                raise KafkaError(Errors.UNKNOWN_TOPIC_OR_PARTITION,
+                                 f"Topic {topic.topic_name} was deleted while waiting for replication.")
+            now_state = current.partition(state.partition_id)
+            if now_state.leader != state.leader or now_state.leader_epoch != state.leader_epoch:
+                raise KafkaError(Errors.NOT_LEADER_OR_FOLLOWER,
+                                 f"Leadership of {topic.topic_name}-{state.partition_id} moved while waiting for "
+                                 "replication; the outcome is unknown.")
+            progress = self.replicate_partition(current, now_state)
             offsets = self._offsets_of(state.leader, state)
             if offsets.high_watermark >= required:
+                min_isr = min(current.log_config.min_insync_replicas, current.replication_factor)
+                if len(self.controller.image().topic(topic.topic_name).partition(state.partition_id).isr) < min_isr:
+                    raise KafkaError(Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
                 return
             if self.clock.monotonic() >= deadline:
                 raise KafkaError(Errors.REQUEST_TIMED_OUT)
-            self.clock.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            if not progress:
+                self.clock.sleep(delay)
+                delay = min(delay * 2, 0.01)
+            else:
+                delay = 0.0005
+
+    # ------------------------------------------------------------------ replication
+    def replicate_partition(self, topic: TopicMetadata, state: PartitionState) -> bool:
+        """One fetch step for every follower of a partition; True if any step changed a file."""
+        progress = False
+        for follower_id in state.replicas:
+            if follower_id == state.leader:
+                continue
+            result = self.fetcher.fetch_step(topic, state, follower_id)
+            if result is not None and (result.copied or result.truncated):
+                progress = True
+        return progress
+
+    def start_fetcher_thread(self) -> None:
+        """Start this process's fetcher thread: it replicates a partition right after this
+        process appended to it, as Kafka's followers, long-polling their leader, would."""
+        self._fetcher_thread.start()
+
+    def stop_fetcher_thread(self) -> None:
+        self._fetcher_thread.stop()
+
+    def replicate_all(self) -> int:
+        """Background duty: replicate every partition until its followers are caught up (or a
+        bounded number of steps). Returns the number of records copied."""
+        copied = 0
+        for topic in self.controller.image().topics.values():
+            for state in topic.partitions:
+                for follower_id in state.replicas:
+                    for _ in range(20):
+                        result = self.fetcher.fetch_step(topic, state, follower_id)
+                        if result is None or not (result.copied or result.truncated):
+                            break
+                        copied += result.copied
+        return copied
+
+    def maybe_shrink_isr(self) -> int:
+        """Background duty: drop ISR followers not caught up for replica.lag.time.max.ms, then let
+        the HW move on without them. Returns the number of partitions whose ISR shrank."""
+        shrunk = 0
+        now = self.clock.milliseconds()
+        image = self.controller.image()
+        for topic in image.topics.values():
+            min_isr = min(topic.log_config.min_insync_replicas, topic.replication_factor)
+            for state in topic.partitions:
+                if state.leader == NO_LEADER or len(state.isr) <= 1 or not image.broker(state.leader).online:
+                    continue
+                engine = self.db.broker(state.leader)
+                with self.db.write(engine) as conn:
+                    log_state = unified_log.load_or_create(conn, state.topic_id, state.topic_name, state.partition_id)
+                    lagging = leader_partition.out_of_sync_followers(
+                        conn, log_state, state, now, self.config.replica_lag_time_max_ms)
+                if not lagging:
+                    continue
+                new_isr = [b for b in state.isr if b not in lagging]
+                if self.controller.alter_partition_isr(state, new_isr):
+                    shrunk += 1
+                    new_state = self.controller.image().topic(topic.topic_name).partition(state.partition_id)
+                    with self.db.write(engine) as conn:
+                        log_state = unified_log.load(conn, state.topic_id, state.partition_id)
+                        leader_partition.maybe_increment_leader_hw(conn, log_state, new_state, min_isr)
+        return shrunk
 
     def _live_leader(self, state: PartitionState) -> int:
         if state.leader == NO_LEADER:
@@ -173,16 +259,23 @@ class ReplicaManager:
                    isolation: FetchIsolation | str = FetchIsolation.HIGH_WATERMARK) -> FetchDataInfo:
         """``fetch``, but wait up to ``timeout_ms`` for a record to become visible (long poll).
 
-        The wait holds no transaction: it watches the leader file's ``data_version`` and reads
-        again only when something was committed to it.
+        When records exist beyond the high watermark, the read first drives the replication
+        step of its partition (as a waiting acks=all produce does). The wait holds no
+        transaction: it watches the leader file's ``data_version`` and reads again only when
+        something was committed to it.
         """
         isolation = FetchIsolation(isolation)
         deadline = self.clock.monotonic() + timeout_ms / 1000.0
         while True:
             result = self.fetch(topic, partition_id, offset, max_bytes, isolation)
-            if result.records or self.clock.monotonic() >= deadline:
+            if result.records:
                 return result
-            engine = self.db.broker(topic.partition(partition_id).leader)
+            state = topic.partition(partition_id)
+            if result.high_watermark < result.log_end_offset and self.replicate_partition(topic, state):
+                continue  # the followers had something to copy: the HW may have moved
+            if self.clock.monotonic() >= deadline:
+                return result
+            engine = self.db.broker(state.leader)
             seen = self.db.data_version(engine)
             while self.db.data_version(engine) == seen and self.clock.monotonic() < deadline:
                 self.clock.sleep(0.002)
@@ -251,3 +344,53 @@ class ReplicaManager:
                     unified_log.delete_log(conn, row.log_id)
                 removed += 1
         return removed
+
+
+class ReplicaFetcherThread:
+    """Per-process thread that runs replication steps for partitions this process appended to.
+
+    Its queue is a hint, not state: losing it (a crash) only delays replication until the
+    background duty or a waiting request runs the step.
+    """
+
+    def __init__(self, replica_manager: ReplicaManager) -> None:
+        self.replica_manager = replica_manager
+        self._pending: set[tuple[str, int]] = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dlog-replica-fetcher", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def wake(self, topic_name: str, partition_id: int) -> None:
+        if self._thread is None:
+            return
+        with self._cond:
+            self._pending.add((topic_name, partition_id))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                batch, self._pending = self._pending, set()
+            for topic_name, partition_id in batch:
+                try:
+                    topic = self.replica_manager.controller.image().topics.get(topic_name)
+                    if topic is not None:
+                        while self.replica_manager.replicate_partition(topic, topic.partition(partition_id)):
+                            pass
+                except Exception:  # a failed step is retried by the next wake or the background duty
+                    logger.exception("replication of %s-%s failed", topic_name, partition_id)

@@ -128,3 +128,15 @@ leader_epoch = Table(
     Column("epoch", Integer, primary_key=True, autoincrement=False),
     Column("start_offset", BigInteger, nullable=False),
 )
+
+replica_position = Table(
+    "replica_position", broker_metadata,
+    # The leader's view of one follower of one of its logs (Kafka's ``Replica`` state).
+    Column("log_id", Integer, ForeignKey("log.log_id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("broker_id", Integer, primary_key=True, autoincrement=False),
+    Column("leader_epoch", Integer, nullable=False),  # the leader epoch these values belong to
+    Column("log_end_offset", BigInteger, nullable=False),  # -1: not fetched yet in this epoch
+    Column("last_caught_up_ms", BigInteger, nullable=False),
+    Column("last_fetch_leader_log_end_offset", BigInteger, nullable=False, server_default="0"),
+    Column("last_fetch_ms", BigInteger, nullable=False, server_default="0"),
+)

@@ -25,6 +25,9 @@ class DlogServer:
         self.controller = Controller(self.db, config, clock)
         self.replica_manager = ReplicaManager(self.db, self.controller, config, clock)
         self.background = BackgroundDuties(self.db, config, clock, [
+            Duty("elect-leaders", 1000, self.controller.elect_leaders),
+            Duty("replicate", 0, self.replica_manager.replicate_all),
+            Duty("isr-shrink", max(1, config.replica_lag_time_max_ms // 2), self.replica_manager.maybe_shrink_isr),
             Duty("retention", config.log_retention_check_interval_ms, self.replica_manager.apply_retention),
             Duty("delete-stray-logs", 5000, self.replica_manager.delete_stray_logs),
         ])
@@ -42,8 +45,10 @@ class DlogServer:
             upgrade(self.db, self.controller.broker_ids())
         if background:
             self.background.start()
+            self.replica_manager.start_fetcher_thread()
         self.ready = True
 
     def shut_down(self) -> None:
         self.background.stop()
+        self.replica_manager.stop_fetcher_thread()
         self.db.dispose()

@@ -178,6 +178,23 @@ def get_broker(cid: str, broker_id: int):
     return json_response(body)
 
 
+@bp.post("/clusters/<cid>/brokers/<int:broker_id>:stop")
+def stop_broker(cid: str, broker_id: int):
+    """Stop a broker (simulated failure): it stops serving and fetching, the partitions it led
+    get new leaders from their ISR, and its replicas leave the ISR after replica.lag.time.max.ms.
+    Its file stays, like a real broker's disk."""
+    _cluster(cid)
+    return json_response(broker_json(cid, server().controller.stop_broker(broker_id)))
+
+
+@bp.post("/clusters/<cid>/brokers/<int:broker_id>:start")
+def start_broker(cid: str, broker_id: int):
+    """Start a stopped broker: it truncates each replica where it diverges from the leader,
+    catches up and rejoins the ISR; partitions left without a leader may elect it."""
+    _cluster(cid)
+    return json_response(broker_json(cid, server().controller.start_broker(broker_id)))
+
+
 # ---------------------------------------------------------------------------- topics
 @bp.get("/clusters/<cid>/topics")
 def list_topics(cid: str):

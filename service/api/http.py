@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 import orjson
@@ -132,13 +132,17 @@ def _short(value: Any) -> str:
 
 
 _ISO_CACHE: dict[int, str] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+# 9999-12-31T23:59:59.999Z: the last instant ISO-8601 (and the REST Proxy's timestamps) can write.
+MAX_TIMESTAMP_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - _EPOCH) // _ONE_MS
 
 
 def iso_timestamp(ms: int) -> str:
     """Epoch milliseconds as ISO-8601 with millisecond precision and ``Z``, as the REST Proxy."""
     text = _ISO_CACHE.get(ms)
     if text is None:
-        dt = datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
+        dt = _EPOCH + timedelta(milliseconds=ms)  # exact: no float rounding of the milliseconds
         text = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
         if len(_ISO_CACHE) > 4096:
             _ISO_CACHE.clear()
@@ -153,6 +157,8 @@ def parse_timestamp(value: Any) -> int:
     if isinstance(value, int):
         if value < 0:
             raise RestError(400, "Bad Request: timestamp must not be negative.", 400)
+        if value > MAX_TIMESTAMP_MS:
+            raise RestError(400, "Bad Request: timestamp must not be after 9999-12-31T23:59:59.999Z.", 400)
         return value
     if not isinstance(value, str):
         raise RestError(400, f"Bad Request: timestamp {_short(value)} is not an ISO-8601 timestamp.", 400)
@@ -165,9 +171,11 @@ def parse_timestamp(value: Any) -> int:
         raise RestError(400, f"Bad Request: timestamp {value!r} is not an ISO-8601 timestamp.", 400) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    ms = int(dt.timestamp() * 1000)
+    ms = (dt - _EPOCH) // _ONE_MS  # integer arithmetic: dt.timestamp() * 1000 loses a millisecond
     if ms < 0:
         raise RestError(400, "Bad Request: timestamp must not be before 1970.", 400)
+    if ms > MAX_TIMESTAMP_MS:
+        raise RestError(400, "Bad Request: timestamp must not be after 9999-12-31T23:59:59.999Z.", 400)
     return ms
 
 

@@ -56,6 +56,9 @@ def split_concatenated(text: str, start: int = 0) -> tuple[list[Any], int]:
             if exc.pos >= n or exc.msg.startswith("Unterminated string"):
                 return values, pos
             raise
+        except RecursionError:
+            # The stdlib parser recurses per nesting level; orjson stops at 1024 levels likewise.
+            raise json.JSONDecodeError("JSON nested too deeply", text, pos) from None
         values.append(value)
 
 

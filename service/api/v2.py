@@ -9,6 +9,7 @@ from flask import Blueprint, request
 
 from service.api.http import (
     JSON,
+    MAX_TIMESTAMP_MS,
     V2_EMBEDDED_BINARY,
     V2_EMBEDDED_JSON,
     V2_JSON,
@@ -130,7 +131,8 @@ def _v2_records(body: Any, fmt: str) -> list[tuple[int | None, Record]]:
         except RestError as exc:
             raise RestError(422, f"Record {index}: {exc.message}", 42203) from None
         timestamp = r.get("timestamp")
-        if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0):
+        if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int)
+                                      or not 0 <= timestamp <= MAX_TIMESTAMP_MS):
             raise RestError(422, f"Record {index}: timestamp must be epoch milliseconds.", 422)
         out.append((partition, Record(timestamp, key, value, headers)))
     return out

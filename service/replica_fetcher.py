@@ -1,0 +1,164 @@
+"""ReplicaFetcher: one follower copying one partition from its leader, one step at a time.
+
+A step is a sequence of single-file transactions, each safe to repeat or to interleave with
+the same step run by another process:
+
+1. find where the follower diverges from the leader (leader epochs, KIP-101/279) and truncate
+   the follower there: a write on the follower's file guarded by its LEO;
+2. append what the leader has beyond the follower's LEO: a write on the follower's file,
+   guarded by the LEO it was read at (a repeated step writes nothing);
+3. record the follower's position on the leader and advance the HW: a write on the leader's
+   file.
+
+No step holds two files' locks at once; the controller file is only read here (ISR changes
+go through ``Controller.alter_partition_isr``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from service import leader_epoch as leader_epoch_cache
+from service import log as unified_log
+from service import partition as leader_partition
+from service.clock import Clock
+from service.controller import Controller, PartitionState, TopicMetadata
+from service.db import Database
+from service.types import NO_LEADER, UNDEFINED_EPOCH
+
+logger = logging.getLogger(__name__)
+
+MAX_RECORDS_PER_STEP = 5000
+
+
+class StepResult(NamedTuple):
+    copied: int  # records appended to the follower
+    truncated: bool
+    follower_leo: int
+    high_watermark: int
+
+
+class ReplicaFetcher:
+    def __init__(self, db: Database, controller: Controller, clock: Clock, replica_lag_time_max_ms: int) -> None:
+        self.db = db
+        self.controller = controller
+        self.clock = clock
+        self.replica_lag_time_max_ms = replica_lag_time_max_ms
+
+    def fetch_step(self, topic: TopicMetadata, state: PartitionState, follower_id: int,
+                   max_records: int = MAX_RECORDS_PER_STEP) -> StepResult | None:
+        """Run one replication step of ``follower_id`` for ``state``'s partition.
+
+        None when the step cannot run: no leader, or the leader or follower broker is offline
+        (a stopped broker neither serves nor fetches).
+        """
+        if state.leader == NO_LEADER or follower_id == state.leader or follower_id not in state.replicas:
+            return None
+        image = self.controller.image()
+        if not image.broker(state.leader).online or not image.broker(follower_id).online:
+            return None
+        leader_engine = self.db.broker(state.leader)
+        follower_engine = self.db.broker(follower_id)
+        pid = state.partition_id
+
+        with self.db.read(follower_engine) as conn:
+            fstate = unified_log.load(conn, state.topic_id, pid)
+            f_epoch = leader_epoch_cache.latest_epoch(conn, fstate.log_id) if fstate else None
+        if fstate is None:
+            with self.db.write(follower_engine) as conn:
+                fstate = unified_log.load_or_create(conn, state.topic_id, state.topic_name, pid)
+            f_epoch = None
+
+        followers: dict[int, leader_partition.FollowerState] = {}
+        with self.db.read(leader_engine) as conn:
+            lstate = unified_log.load(conn, state.topic_id, pid)
+            if lstate is None:
+                lstate = unified_log.LogState(-1, 0, 0, 0, 0)
+                l_epoch, l_end = UNDEFINED_EPOCH, 0
+            else:
+                followers = leader_partition.follower_states(conn, lstate.log_id, state.leader_epoch)
+            if lstate.log_id < 0:
+                pass
+            elif f_epoch is not None:
+                l_epoch, l_end = leader_epoch_cache.end_offset_for(conn, lstate.log_id, f_epoch, lstate.log_end_offset)
+            else:
+                l_epoch, l_end = UNDEFINED_EPOCH, lstate.log_end_offset
+
+        # 1. Divergence: truncate the follower to where its history and the leader's agree.
+        target = fstate.log_end_offset
+        if f_epoch is not None:
+            if l_epoch == UNDEFINED_EPOCH:
+                target = min(target, lstate.log_end_offset)
+            elif l_epoch == f_epoch:
+                target = min(target, l_end)
+            else:  # the leader's largest epoch <= ours is older: our own end of that epoch bounds it
+                with self.db.read(follower_engine) as conn:
+                    _e, own_end = leader_epoch_cache.end_offset_for(conn, fstate.log_id, l_epoch, fstate.log_end_offset)
+                target = min(target, l_end, own_end if own_end >= 0 else 0)
+        else:
+            target = min(target, lstate.log_end_offset)
+        if target < fstate.log_end_offset or fstate.log_end_offset < lstate.log_start_offset:
+            with self.db.write(follower_engine) as conn:
+                current = unified_log.load(conn, state.topic_id, pid)
+                if current is None or current.log_end_offset != fstate.log_end_offset:
+                    return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark)
+                if current.log_end_offset < lstate.log_start_offset:
+                    fstate = unified_log.truncate_fully_and_start_at(conn, current, lstate.log_start_offset)
+                else:
+                    logger.info("%s-%s: broker %s diverges from leader %s (epoch %s) at %s; truncating from %s",
+                                state.topic_name, pid, follower_id, state.leader, state.leader_epoch, target,
+                                current.log_end_offset)
+                    fstate = unified_log.truncate_to(conn, current, target)
+            return StepResult(0, True, fstate.log_end_offset, lstate.high_watermark)
+
+        # 2. Copy what the leader has beyond the follower's LEO.
+        rows = []
+        if lstate.log_id >= 0 and fstate.log_end_offset < lstate.log_end_offset:
+            with self.db.read(leader_engine) as conn:
+                rows = unified_log.read_for_follower(conn, lstate, fstate.log_end_offset, max_records)
+        follower_leo = fstate.log_end_offset
+        if rows or fstate.high_watermark < min(lstate.high_watermark, fstate.log_end_offset):
+            with self.db.write(follower_engine) as conn:
+                current = unified_log.load(conn, state.topic_id, pid)
+                if current is None or current.log_end_offset != fstate.log_end_offset:
+                    return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark)
+                follower_leo = unified_log.append_as_follower(conn, current, rows, lstate.high_watermark).log_end_offset
+
+        # 3. Tell the leader where the follower is; it may advance the HW.
+        if lstate.log_id < 0:
+            return StepResult(len(rows), False, follower_leo, 0)
+        topic_min_isr = min(topic.log_config.min_insync_replicas, topic.replication_factor)
+        now = self.clock.milliseconds()
+        if not self._leader_update_due(state, lstate, followers, follower_id, follower_leo, topic_min_isr, now):
+            return StepResult(len(rows), False, follower_leo, lstate.high_watermark)
+        with self.db.write(leader_engine) as conn:
+            current = unified_log.load(conn, state.topic_id, pid)
+            assert current is not None
+            leader_epoch_cache.assign(conn, current.log_id, state.leader_epoch, current.log_end_offset)
+            followers = leader_partition.follower_states(conn, current.log_id, state.leader_epoch)
+            followers[follower_id] = leader_partition.update_follower_fetch_state(
+                conn, current, state, follower_id, follower_leo, lstate.log_end_offset, now,
+                known=followers.get(follower_id))
+            hw = leader_partition.maybe_increment_leader_hw(conn, current, state, topic_min_isr, followers)
+            joins = follower_id not in state.isr and leader_partition.may_join_isr(
+                conn, current._replace(high_watermark=hw), state, follower_leo)
+        if joins and image.broker(follower_id).online:
+            self.controller.alter_partition_isr(state, [*state.isr, follower_id])
+        return StepResult(len(rows), False, follower_leo, hw)
+
+    def _leader_update_due(self, state: PartitionState, lstate: unified_log.LogState,
+                           followers: dict[int, leader_partition.FollowerState], follower_id: int,
+                           follower_leo: int, min_isr: int, now: int) -> bool:
+        """Whether step 3 would change anything: a write on the leader's file costs an fsync,
+        so an idle, caught-up follower only refreshes its caught-up time now and then."""
+        known = followers.get(follower_id)
+        if known is None or known.log_end_offset != follower_leo:
+            return True
+        if follower_leo >= lstate.log_end_offset and now - known.last_caught_up_ms > self.replica_lag_time_max_ms // 4:
+            return True
+        if follower_id not in state.isr and follower_leo >= lstate.high_watermark:
+            return True
+        if len(state.isr) >= min_isr and lstate.high_watermark < lstate.log_end_offset:
+            leos = [followers[b].log_end_offset if b in followers else -1 for b in state.isr if b != state.leader]
+            return min(leos, default=lstate.log_end_offset) > lstate.high_watermark
+        return False
