@@ -42,6 +42,7 @@ class PartitionState:
     leader: int
     leader_epoch: int
     partition_epoch: int
+    leader_epoch_start_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ class Controller:
                                                                  schema.partition.c.partition_id)):
             partitions.setdefault(r.topic_id, []).append(PartitionState(
                 r.topic_id, names[r.topic_id], r.partition_id, tuple(orjson.loads(r.replicas)),
-                tuple(orjson.loads(r.isr)), r.leader, r.leader_epoch, r.partition_epoch))
+                tuple(orjson.loads(r.isr)), r.leader, r.leader_epoch, r.partition_epoch, r.leader_epoch_start_ms))
         topics = {}
         for r in conn.execute(select(schema.topic)):
             o = overrides.get(r.topic_id, {})
@@ -262,7 +263,7 @@ class Controller:
                 if overrides:
                     conn.execute(insert(schema.topic_config),
                                  [{"topic_id": topic_id, "name": k, "value": v} for k, v in overrides.items()])
-                conn.execute(insert(schema.partition), [_new_partition_row(topic_id, p, replicas)
+                conn.execute(insert(schema.partition), [_new_partition_row(topic_id, p, replicas, now)
                                                         for p, replicas in enumerate(assignment)])
                 _bump(conn)
         if validate_only:
@@ -311,6 +312,7 @@ class Controller:
         return changed
 
     def _elect_leaders(self, conn: Connection) -> int:
+        now = self.clock.milliseconds()
         live = set(conn.execute(select(schema.broker.c.broker_id).where(schema.broker.c.status == "online")).scalars())
         default_unclean = "true" if self.config.unclean_leader_election_enable else "false"
         unclean_by_topic = {r.topic_id: r.value for r in conn.execute(select(schema.topic_config).where(
@@ -328,6 +330,7 @@ class Controller:
             conn.execute(update(p).where(p.c.topic_id == row.topic_id, p.c.partition_id == row.partition_id).values(
                 leader=election.leader, isr=orjson.dumps(list(election.isr)).decode(),
                 leader_epoch=row.leader_epoch + (1 if election.leader != row.leader else 0),
+                leader_epoch_start_ms=now if election.leader != row.leader else row.leader_epoch_start_ms,
                 partition_epoch=row.partition_epoch + 1))
             changed += 1
             level = logging.WARNING if election.unclean else logging.INFO
@@ -402,7 +405,8 @@ class Controller:
             added = assign_replicas(online, new_count - topic.partitions_count, topic.replication_factor,
                                     start_partition=topic.partitions_count)
             conn.execute(insert(schema.partition), [
-                _new_partition_row(topic.topic_id, topic.partitions_count + i, r) for i, r in enumerate(added)])
+                _new_partition_row(topic.topic_id, topic.partitions_count + i, r, self.clock.milliseconds())
+                for i, r in enumerate(added)])
             conn.execute(update(schema.topic).where(schema.topic.c.topic_id == topic.topic_id)
                          .values(partitions_count=new_count))
             _bump(conn)
@@ -437,12 +441,13 @@ class Controller:
         return row
 
 
-def _new_partition_row(topic_id: str, partition_id: int, replicas: list[int]) -> dict:
+def _new_partition_row(topic_id: str, partition_id: int, replicas: list[int], now_ms: int) -> dict:
     # As in Kafka, a new partition starts with every replica in the ISR (all logs are empty,
     # so all are caught up) and the first replica of the assignment leading.
     leader = replicas[0] if replicas else NO_LEADER
     return {"topic_id": topic_id, "partition_id": partition_id, "replicas": orjson.dumps(replicas).decode(),
-            "isr": orjson.dumps(replicas).decode(), "leader": leader, "leader_epoch": 0, "partition_epoch": 0}
+            "isr": orjson.dumps(replicas).decode(), "leader": leader, "leader_epoch": 0, "partition_epoch": 0,
+            "leader_epoch_start_ms": now_ms}
 
 
 def _positive_int(value: object, default: int, what: str, error: Errors, maximum: int) -> int:

@@ -54,6 +54,18 @@ def initial_follower_state(broker_id: int, in_sync: bool, now_ms: int) -> Follow
     return FollowerState(broker_id, UNKNOWN_OFFSET, now_ms if in_sync else 0, 0, 0)
 
 
+def ensure_follower_states(conn: Connection, log_state: LogState, partition: PartitionState,
+                           now_ms: int) -> dict[int, FollowerState]:
+    """The followers' states in this leader epoch, starting the lag clock (caught up "now",
+    as Kafka's ``makeLeader`` does) of any ISR follower the leader has not seen yet."""
+    followers = follower_states(conn, log_state.log_id, partition.leader_epoch)
+    for b in partition.replicas:
+        if b != partition.leader and b not in followers:
+            followers[b] = initial_follower_state(b, b in partition.isr, partition.leader_epoch_start_ms or now_ms)
+            _upsert(conn, log_state.log_id, partition.leader_epoch, followers[b])
+    return followers
+
+
 def update_follower_fetch_state(conn: Connection, log_state: LogState, partition: PartitionState,
                                 follower_id: int, follower_leo: int, leader_leo_at_fetch: int, now_ms: int,
                                 known: FollowerState | None = None) -> FollowerState:
@@ -102,17 +114,14 @@ def out_of_sync_followers(conn: Connection, log_state: LogState, partition: Part
     """ISR followers not caught up for longer than ``replica.lag.time.max.ms`` (1.10, 1.11).
 
     A follower with no recorded state in this epoch starts its lag clock now (the state is
-    written, so the clock keeps running across processes).
+    written, so the clock keeps running across processes and restarts).
     """
-    followers = follower_states(conn, log_state.log_id, partition.leader_epoch)
+    followers = ensure_follower_states(conn, log_state, partition, now_ms)
     lagging = []
     for b in partition.isr:
         if b == partition.leader:
             continue
-        f = followers.get(b)
-        if f is None:
-            _upsert(conn, log_state.log_id, partition.leader_epoch, initial_follower_state(b, True, now_ms))
-            continue
+        f = followers[b]
         caught_up = f.log_end_offset >= log_state.log_end_offset
         if not caught_up and now_ms - f.last_caught_up_ms > lag_time_max_ms:
             lagging.append(b)

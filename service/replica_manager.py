@@ -126,8 +126,9 @@ class ReplicaManager:
             info = unified_log.append_as_leader(
                 conn, log_state, records, state.leader_epoch, self.clock.milliseconds(),
                 log_append_time=topic.log_config.message_timestamp_type == "LogAppendTime")
+            followers = leader_partition.ensure_follower_states(conn, log_state, state, self.clock.milliseconds())
             leader_partition.maybe_increment_leader_hw(
-                conn, log_state._replace(log_end_offset=info.last_offset + 1), state, min_isr)
+                conn, log_state._replace(log_end_offset=info.last_offset + 1), state, min_isr, followers)
         if len(state.replicas) > 1:
             self._fetcher_thread.wake(topic.topic_name, partition_id)
         return state, info

@@ -80,6 +80,8 @@ partition = Table(
     Column("leader", Integer, nullable=False),  # -1: no leader (offline partition)
     Column("leader_epoch", Integer, nullable=False, server_default="0"),
     Column("partition_epoch", Integer, nullable=False, server_default="0"),
+    # When the current leader epoch began: followers' lag clocks start there (Kafka's makeLeader).
+    Column("leader_epoch_start_ms", BigInteger, nullable=False, server_default="0"),
 )
 
 lease = Table(
