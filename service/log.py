@@ -14,10 +14,11 @@ from typing import NamedTuple, Sequence
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
 from service import leader_epoch as leader_epoch_cache
+from service import producer_state
 from service import schema
 from service.db import driver_sql
 from service.errors import Errors, KafkaError
-from service.types import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, Record, StoredRecord
+from service.types import NO_SEQUENCE, Record, StoredRecord
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class LogAppendInfo:
     last_offset: int
     timestamps: tuple[int, ...]
     log_start_offset: int
+    duplicate: bool = False  # a retry of one of the producer's last five batches: nothing written
 
 
 @dataclass(frozen=True)
@@ -99,33 +101,50 @@ def load_or_create(conn: Connection, topic_id: str, topic_name: str, partition_i
 
 
 def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record], leader_epoch: int,
-                     now_ms: int, log_append_time: bool = False, producer_id: int = NO_PRODUCER_ID,
-                     producer_epoch: int = NO_PRODUCER_EPOCH, base_sequence: int = NO_SEQUENCE,
-                     is_transactional: bool = False) -> LogAppendInfo:
+                     now_ms: int, log_append_time: bool = False,
+                     producer: producer_state.ProducerBatch = producer_state.ProducerBatch()) -> LogAppendInfo:
     """Append ``records`` at the log end offset, stamped with ``leader_epoch``.
 
-    Runs in the caller's write transaction: the records and the new log end offset commit
-    together or not at all. Records the leader epoch in the epoch cache first if it is new
-    (Kafka's ``Partition.makeLeader`` does it before the first write of an epoch).
+    Runs in the caller's write transaction: the producer checks, the records, the new log end
+    offset and the producer state commit together or not at all. An idempotent batch that
+    repeats one of the producer's last five is answered with the original offsets and writes
+    nothing. Records the leader epoch in the epoch cache first if it is new (Kafka's
+    ``Partition.makeLeader`` does it before the first write of an epoch).
+
+    :raises INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_RECORD: see
+        ``producer_state.validate_append``; nothing is written.
     """
+    if producer.is_idempotent:
+        entry = producer_state.load_entry(conn, state.log_id, producer.producer_id)
+        duplicate = producer_state.validate_append(entry, producer, len(records))
+        if duplicate is not None:
+            stamps = conn.execute(select(_rec.timestamp).where(
+                _rec.log_id == state.log_id, _rec.offset >= duplicate.first_offset,
+                _rec.offset <= duplicate.last_offset).order_by(_rec.offset)).scalars().all()
+            if len(stamps) != duplicate.last_offset - duplicate.first_offset + 1:  # below the log start now
+                stamps = [duplicate.max_timestamp] * (duplicate.last_offset - duplicate.first_offset + 1)
+            return LogAppendInfo(duplicate.first_offset, duplicate.last_offset, tuple(stamps),
+                                 state.log_start_offset, duplicate=True)
     base = state.log_end_offset
     leader_epoch_cache.assign(conn, state.log_id, leader_epoch, base)
     log_id = state.log_id
     rows = []
     timestamps = []
     added = 0
-    seq = base_sequence
+    seq = producer.base_sequence
+    pid, epoch, txn = producer.producer_id, producer.producer_epoch, producer.is_transactional
     for i, r in enumerate(records):
         ts = now_ms if (log_append_time or r.timestamp is None) else r.timestamp
         timestamps.append(ts)
         added += r.size
-        rows.append((log_id, base + i, ts, r.key, r.value, r.headers, leader_epoch, producer_id, producer_epoch,
-                     seq, is_transactional, False))
+        rows.append((log_id, base + i, ts, r.key, r.value, r.headers, leader_epoch, pid, epoch, seq, txn, False))
         if seq != NO_SEQUENCE:
-            seq = seq + 1 if seq < 2**31 - 1 else 0
+            seq = producer_state.increment_sequence(seq, 1)
     conn.exec_driver_sql(_INSERT_RECORD, rows)
     last = base + len(rows) - 1
     conn.exec_driver_sql(_UPDATE_AFTER_APPEND, (last + 1, added, log_id))
+    if producer.is_idempotent:
+        producer_state.append_batch(conn, log_id, producer, base, last, len(rows), max(timestamps))
     return LogAppendInfo(base, last, tuple(timestamps), state.log_start_offset)
 
 
@@ -208,6 +227,7 @@ def delete_retained_records(conn: Connection, state: LogState, retention_ms: int
         return 0
     deleted = conn.execute(delete(schema.record).where(
         _rec.log_id == state.log_id, _rec.offset < new_start)).rowcount
+    producer_state.delete_batches_below(conn, state.log_id, new_start)
     conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
         log_start_offset=new_start, size_bytes=_log.size_bytes - removed_bytes))
     logger.info("[log_id=%s] retention moved the log start offset to %s (%s records)", state.log_id, new_start, deleted)
@@ -244,8 +264,10 @@ def read_for_follower(conn: Connection, state: LogState, start_offset: int, max_
                                                      max_records, 0)).all()
 
 
-def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple], leader_high_watermark: int) -> LogState:
-    """Append records copied from the leader, keeping their offsets and leader epochs.
+def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple], leader_high_watermark: int,
+                       batches: Sequence = ()) -> LogState:
+    """Append records copied from the leader, keeping their offsets and leader epochs, and
+    the leader's batch headers for them (``batches``), replayed into the producer state.
 
     The caller guarantees (inside this write transaction) that ``rows`` start at this
     replica's LEO. Updates the epoch cache for each new epoch, the LEO, the size and the
@@ -267,6 +289,7 @@ def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple],
         leo += 1
     if params:
         conn.exec_driver_sql(_INSERT_RECORD, params)
+    producer_state.apply_replicated(conn, state.log_id, batches)
     hw = max(state.high_watermark, min(leader_high_watermark, leo))
     conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
         log_end_offset=leo, high_watermark=hw, size_bytes=_log.size_bytes + added))
@@ -284,6 +307,7 @@ def truncate_to(conn: Connection, state: LogState, offset: int) -> LogState:
     removed = conn.execute(select(size_expr).where(_rec.log_id == state.log_id, _rec.offset >= offset)).scalar_one()
     conn.execute(delete(schema.record).where(_rec.log_id == state.log_id, _rec.offset >= offset))
     leader_epoch_cache.truncate_from_end(conn, state.log_id, offset)
+    producer_state.truncate_and_reload(conn, state.log_id, offset)
     hw = min(state.high_watermark, offset)
     conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
         log_end_offset=offset, high_watermark=hw, size_bytes=_log.size_bytes - removed))
@@ -296,6 +320,7 @@ def truncate_fully_and_start_at(conn: Connection, state: LogState, offset: int) 
     leader's log start offset, Kafka 1.37)."""
     conn.execute(delete(schema.record).where(_rec.log_id == state.log_id))
     leader_epoch_cache.clear(conn, state.log_id)
+    producer_state.clear(conn, state.log_id)
     conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
         log_start_offset=offset, log_end_offset=offset, high_watermark=offset, size_bytes=0))
     logger.info("[log_id=%s] truncated fully, restarting at %s", state.log_id, offset)

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from service import leader_epoch as leader_epoch_cache
 from service import log as unified_log
 from service import partition as leader_partition
+from service import producer_state
 from service.clock import Clock
 from service.controller import Controller, PartitionState, TopicMetadata
 from service.db import Database
@@ -112,17 +113,21 @@ class ReplicaFetcher:
             return StepResult(0, True, fstate.log_end_offset, lstate.high_watermark)
 
         # 2. Copy what the leader has beyond the follower's LEO.
-        rows = []
+        rows, batches = [], []
         if lstate.log_id >= 0 and fstate.log_end_offset < lstate.log_end_offset:
             with self.db.read(leader_engine) as conn:
                 rows = unified_log.read_for_follower(conn, lstate, fstate.log_end_offset, max_records)
+                if rows:
+                    batches = producer_state.batches_in_range(conn, lstate.log_id, fstate.log_end_offset,
+                                                              fstate.log_end_offset + len(rows))
         follower_leo = fstate.log_end_offset
         if rows or fstate.high_watermark < min(lstate.high_watermark, fstate.log_end_offset):
             with self.db.write(follower_engine) as conn:
                 current = unified_log.load(conn, state.topic_id, pid)
                 if current is None or current.log_end_offset != fstate.log_end_offset:
                     return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark)
-                follower_leo = unified_log.append_as_follower(conn, current, rows, lstate.high_watermark).log_end_offset
+                follower_leo = unified_log.append_as_follower(
+                    conn, current, rows, lstate.high_watermark, batches).log_end_offset
 
         # 3. Tell the leader where the follower is; it may advance the HW.
         if lstate.log_id < 0:

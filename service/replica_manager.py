@@ -21,10 +21,13 @@ from service.controller import Controller, PartitionState, TopicMetadata
 from service.db import Database
 from service.errors import Errors, KafkaError
 from service.log import FetchDataInfo, LogAppendInfo
+from service.producer_state import ProducerBatch
 from service.replica_fetcher import ReplicaFetcher
 from service.types import NO_LEADER, Acks, FetchIsolation, Record
 
 logger = logging.getLogger(__name__)
+
+_PLAIN = ProducerBatch()
 
 
 @dataclass(frozen=True)
@@ -52,21 +55,26 @@ class ReplicaManager:
 
     # ------------------------------------------------------------------ produce
     def append_records(self, topic: TopicMetadata, batches: Mapping[int, Sequence[Record]], acks: Acks,
-                       timeout_ms: int | None = None) -> dict[int, LogAppendInfo | KafkaError]:
+                       timeout_ms: int | None = None,
+                       producers: Mapping[int, ProducerBatch] | None = None) -> dict[int, LogAppendInfo | KafkaError]:
         """Kafka's ``appendRecords``: one batch per partition, each appended to its leader in
         its own transaction, then (acks=all) one wait for all of them.
 
-        Returns, per partition, the append info or the error that partition met. With acks=0 the
+        ``producers`` gives the producer id, epoch and base sequence of a partition's batch
+        when it comes from an idempotent producer. Returns, per partition, the append info
+        (``duplicate`` for a recognised retry) or the error that partition met. With acks=0 the
         appends run after this returns and the result is empty (the caller reports offset -1).
         """
+        producers = producers or {}
         if acks is Acks.NONE:
-            self._executor().submit(self._append_quietly, topic, dict(batches))
+            self._executor().submit(self._append_quietly, topic, dict(batches), dict(producers))
             return {}
         results: dict[int, LogAppendInfo | KafkaError] = {}
         waiting: dict[int, tuple[PartitionState, int]] = {}
         for partition_id, records in batches.items():
             try:
-                state, info = self.append_to_leader(topic, partition_id, records, acks)
+                state, info = self.append_to_leader(topic, partition_id, records, acks,
+                                                    producers.get(partition_id, _PLAIN))
             except KafkaError as exc:
                 results[partition_id] = exc
                 continue
@@ -83,11 +91,12 @@ class ReplicaManager:
                     results[partition_id] = exc
         return results
 
-    def _append_quietly(self, topic: TopicMetadata, batches: dict[int, Sequence[Record]]) -> None:
+    def _append_quietly(self, topic: TopicMetadata, batches: dict[int, Sequence[Record]],
+                        producers: dict[int, ProducerBatch]) -> None:
         # acks=0: nobody hears the outcome, as with Kafka; a failure is only logged.
         for partition_id, records in batches.items():
             try:
-                self.append_to_leader(topic, partition_id, records, Acks.NONE)
+                self.append_to_leader(topic, partition_id, records, Acks.NONE, producers.get(partition_id, _PLAIN))
             except Exception as exc:  # noqa: BLE001 - reported to nobody by design
                 logger.info("acks=0 append to %s-%s failed: %s", topic.topic_name, partition_id, exc)
 
@@ -98,8 +107,9 @@ class ReplicaManager:
             return self._acks0_executor
 
     def append_to_leader(self, topic: TopicMetadata, partition_id: int, records: Sequence[Record],
-                         acks: Acks) -> tuple[PartitionState, LogAppendInfo]:
-        """Append one batch to the leader of a partition in one write transaction on its file.
+                         acks: Acks, producer: ProducerBatch = ProducerBatch()) -> tuple[PartitionState, LogAppendInfo]:
+        """Append one batch to the leader of a partition in one write transaction on its file;
+        an idempotent batch is checked against the producer state inside that transaction.
 
         :raises UNKNOWN_TOPIC_OR_PARTITION: no such partition.
         :raises LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER: the partition has no live leader.
@@ -125,7 +135,9 @@ class ReplicaManager:
             log_state = unified_log.load_or_create(conn, state.topic_id, state.topic_name, partition_id)
             info = unified_log.append_as_leader(
                 conn, log_state, records, state.leader_epoch, self.clock.milliseconds(),
-                log_append_time=topic.log_config.message_timestamp_type == "LogAppendTime")
+                log_append_time=topic.log_config.message_timestamp_type == "LogAppendTime", producer=producer)
+            if info.duplicate:
+                return state, info
             followers = leader_partition.ensure_follower_states(conn, log_state, state, self.clock.milliseconds())
             leader_partition.maybe_increment_leader_hw(
                 conn, log_state._replace(log_end_offset=info.last_offset + 1), state, min_isr, followers)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -84,6 +85,14 @@ partition = Table(
     Column("leader_epoch_start_ms", BigInteger, nullable=False, server_default="0"),
 )
 
+producer_id_block = Table(
+    "producer_id_block", controller_metadata,
+    # The next unallocated producer id (Kafka's ProducerIdsRecord): each process takes a block
+    # of ids at a time; ids of a block a process never handed out are never reused.
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("next_producer_id", BigInteger, nullable=False),
+)
+
 lease = Table(
     "lease", controller_metadata,
     Column("name", String(64), primary_key=True),
@@ -141,4 +150,35 @@ replica_position = Table(
     Column("last_caught_up_ms", BigInteger, nullable=False),
     Column("last_fetch_leader_log_end_offset", BigInteger, nullable=False, server_default="0"),
     Column("last_fetch_ms", BigInteger, nullable=False, server_default="0"),
+)
+
+record_batch = Table(
+    "record_batch", broker_metadata,
+    # The header of every batch written by an idempotent or transactional producer, and of
+    # every control batch (Kafka's RecordBatch fields). Producer state is replayed from these.
+    Column("log_id", Integer, ForeignKey("log.log_id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("base_offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_offset", BigInteger, nullable=False),
+    Column("producer_id", BigInteger, nullable=False),
+    Column("producer_epoch", Integer, nullable=False),
+    Column("base_sequence", Integer, nullable=False),
+    Column("last_sequence", Integer, nullable=False),
+    Column("is_transactional", Boolean, nullable=False, server_default="0"),
+    Column("is_control", Boolean, nullable=False, server_default="0"),
+    Column("max_timestamp", BigInteger, nullable=False),
+    Index("ix_record_batch_producer", "log_id", "producer_id", "base_offset"),
+)
+
+producer_state = Table(
+    "producer_state", broker_metadata,
+    # Kafka's ProducerStateEntry, one per producer id and partition replica; the last five
+    # batches are the newest ``record_batch`` rows of its epoch.
+    Column("log_id", Integer, ForeignKey("log.log_id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("producer_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("producer_epoch", Integer, nullable=False),
+    Column("last_sequence", Integer, nullable=False),  # -1: none in this epoch
+    Column("last_offset", BigInteger, nullable=False),
+    Column("last_timestamp", BigInteger, nullable=False),
+    Column("coordinator_epoch", Integer, nullable=False, server_default="-1"),
+    Column("current_txn_first_offset", BigInteger, nullable=True),
 )

@@ -12,7 +12,9 @@ from service.clock import SYSTEM_CLOCK, Clock
 from service.config import Config
 from service.controller import Controller
 from service.db import Database, upgrade
+from service.producer_id_manager import ProducerIdManager
 from service.replica_manager import ReplicaManager
+from service.transactions.coordinator import TransactionCoordinator
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ class DlogServer:
         self.db = Database(config.data_dir, sync=config.sync, busy_timeout_ms=config.busy_timeout_ms)
         self.controller = Controller(self.db, config, clock)
         self.replica_manager = ReplicaManager(self.db, self.controller, config, clock)
+        self.transaction_coordinator = TransactionCoordinator(ProducerIdManager(self.db))
         self.background = BackgroundDuties(self.db, config, clock, [
             Duty("elect-leaders", 1000, self.controller.elect_leaders),
             Duty("replicate", 0, self.replica_manager.replicate_all),

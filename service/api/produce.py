@@ -17,7 +17,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from service.api.admin import _cluster
 from service.api.errors import error_body
 from service.api.http import JSON, check_content_type, iso_timestamp, json_response, query_int, read_body, server
-from service.api.records import ParsedRecord, Router, parse_v3_record
+from service.api.records import ParsedRecord, Router, parse_v3_record, producer_batch
 from service.controller import TopicMetadata
 from service.errors import BATCH_ERROR, PAYLOAD_ERROR, DlogError, RestError
 from service.log import LogAppendInfo
@@ -100,8 +100,16 @@ def produce_parsed(cid: str, topic: TopicMetadata, parsed: list[ParsedRecord], r
     batches: dict[int, list[int]] = {}
     for index, partition_id in enumerate(partitions):
         batches.setdefault(partition_id, []).append(index)
-    results = server().replica_manager.append_records(
-        topic, {p: [parsed[i].record for i in idx] for p, idx in batches.items()}, acks, timeout_ms)
+    producers, invalid = {}, {}
+    for partition_id, idx in batches.items():
+        try:
+            producers[partition_id] = producer_batch([parsed[i].producer for i in idx])
+        except DlogError as exc:
+            invalid[partition_id] = exc
+    results: dict = server().replica_manager.append_records(
+        topic, {p: [parsed[i].record for i in idx] for p, idx in batches.items() if p not in invalid}, acks,
+        timeout_ms, producers) if len(invalid) < len(batches) else {}
+    results.update(invalid)
     now = server().clock.milliseconds()
     reports: list[dict | DlogError | None] = [None] * len(parsed)
     for partition_id, indexes in batches.items():
@@ -112,6 +120,8 @@ def produce_parsed(cid: str, topic: TopicMetadata, parsed: list[ParsedRecord], r
                 reports[index] = _report(cid, topic, partition_id, -1, p.record.timestamp or now, p)
             elif isinstance(result, LogAppendInfo):
                 reports[index] = _report(cid, topic, partition_id, result.first_offset + n, result.timestamps[n], p)
+                if result.duplicate:
+                    reports[index]["duplicate"] = True
             else:
                 reports[index] = result
     return reports  # type: ignore[return-value]

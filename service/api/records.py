@@ -14,11 +14,18 @@ import orjson
 
 from service.api.http import b64decode, b64encode, parse_timestamp
 from service.controller import TopicMetadata
-from service.errors import RestError, partition_not_found
+from service.errors import Errors, KafkaError, RestError, partition_not_found
+from service.producer_state import ProducerBatch, increment_sequence
 from service.partitioner import partition_for_key
 from service.types import Record
 
-V3_RECORD_FIELDS = frozenset({"partition_id", "headers", "key", "value", "timestamp"})
+V3_RECORD_FIELDS = frozenset({"partition_id", "headers", "key", "value", "timestamp",
+                              # dlog extensions: idempotent producers
+                              "producer_id", "producer_epoch", "sequence"})
+_PRODUCER_FIELDS = ("producer_id", "producer_epoch", "sequence")
+INT16_MAX = 2**15 - 1
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 _SCHEMA_TYPES = ("AVRO", "JSONSCHEMA", "PROTOBUF")
 
 
@@ -27,6 +34,24 @@ class ParsedRecord(NamedTuple):
     record: Record
     key_meta: dict | None  # {"type", "size"} for the delivery report, None when absent
     value_meta: dict | None
+    producer: tuple[int, int, int] | None = None  # (producer_id, producer_epoch, sequence)
+
+
+def parse_producer_fields(obj: dict, sequence_field: str, where: str) -> tuple[int, int, int] | None:
+    """``producer_id``, ``producer_epoch`` and a sequence, all three or none; 400 otherwise."""
+    fields = ("producer_id", "producer_epoch", sequence_field)
+    present = [f for f in fields if obj.get(f) is not None]
+    if not present:
+        return None
+    if len(present) != 3:
+        raise RestError(400, f"Bad Request: {where} needs producer_id, producer_epoch and {sequence_field} together.",
+                        400)
+    values = [obj[f] for f in fields]
+    limits = (INT64_MAX, INT16_MAX, INT32_MAX)
+    for f, v, limit in zip(fields, values, limits):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit:
+            raise RestError(400, f"Bad Request: {f} must be an integer between 0 and {limit}.", 400)
+    return values[0], values[1], values[2]
 
 
 def _data(field: str, obj: Any) -> tuple[bytes | None, dict | None]:
@@ -103,8 +128,32 @@ def parse_v3_record(obj: Any) -> ParsedRecord:
     value, value_meta = _data("value", obj.get("value"))
     ts = obj.get("timestamp")
     timestamp = None if ts is None else parse_timestamp(ts)
+    producer = parse_producer_fields(obj, "sequence", "an idempotent record")
+    if producer is not None and partition_id is None:
+        raise RestError(400, "Bad Request: an idempotent record must name its partition_id (sequences count "
+                             "per producer and partition).", 400)
     return ParsedRecord(partition_id, Record(timestamp, key, value, headers_blob(obj.get("headers"))),
-                        key_meta, value_meta)
+                        key_meta, value_meta, producer)
+
+
+def producer_batch(producers: list[tuple[int, int, int] | None]) -> ProducerBatch:
+    """The producer fields of one partition's batch, from its records' (pid, epoch, seq).
+
+    :raises INVALID_RECORD: idempotent and plain records mixed, several producers or epochs,
+        or sequences that are not consecutive (Kafka takes one batch per partition).
+    """
+    first = producers[0]
+    if first is None:
+        if any(p is not None for p in producers):
+            raise KafkaError(Errors.INVALID_RECORD, "Idempotent and plain records cannot share a partition's batch.")
+        return ProducerBatch()
+    expected = first[2]
+    for p in producers:
+        if p is None or p[0] != first[0] or p[1] != first[1] or p[2] != expected:
+            raise KafkaError(Errors.INVALID_RECORD, "The idempotent records of one partition in one request must "
+                                                    "come from one producer and epoch with consecutive sequences.")
+        expected = increment_sequence(expected, 1)
+    return ProducerBatch(first[0], first[1], first[2])
 
 
 class Router:

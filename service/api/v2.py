@@ -22,16 +22,19 @@ from service.api.http import (
     v2_embedded_format,
 )
 from service.api.produce import produce_options
-from service.api.records import Router, headers_blob, stored_record_json
+from service.api.records import Router, headers_blob, parse_producer_fields, stored_record_json
 from service.controller import TopicMetadata
 from service.errors import PAYLOAD_ERROR, DlogError, Errors, KafkaError, RestError, topic_not_found
 from service.log import LogAppendInfo
+from service.producer_state import ProducerBatch
 from service.types import Record
 
 bp = Blueprint("v2", __name__)
 
 _V2_RECORD_FIELDS = frozenset({"key", "value", "partition", "headers", "timestamp"})
-_V2_BODY_FIELDS = frozenset({"records", "key_schema", "key_schema_id", "value_schema", "value_schema_id"})
+_V2_BODY_FIELDS = frozenset({"records", "key_schema", "key_schema_id", "value_schema", "value_schema_id",
+                             # dlog extensions: idempotent producers
+                             "producer_id", "producer_epoch", "base_sequence"})
 
 
 def _v2(data: Any, status: int = 200):
@@ -150,6 +153,7 @@ def _produce_v2(topic_name: str, path_partition: int | None):
     except orjson.JSONDecodeError as exc:
         raise RestError(400, f"Malformed JSON: {exc}", 400) from None
     records = _v2_records(body, fmt)
+    producer = parse_producer_fields(body, "base_sequence", "an idempotent produce")
     s = server()
     topic = s.controller.image().topics.get(topic_name)
     if topic is None:
@@ -166,8 +170,15 @@ def _produce_v2(topic_name: str, path_partition: int | None):
     batches: dict[int, list[int]] = {}
     for index, partition_id in enumerate(routed):
         batches.setdefault(partition_id, []).append(index)
+    producers = {}
+    if producer is not None:
+        explicit = path_partition is not None or all(p is not None for p, _r in records)
+        if not explicit or len(batches) != 1:
+            raise RestError(422, "An idempotent produce names one partition (in the path or on every record): "
+                                 "sequences count per producer and partition.", 422)
+        producers = {routed[0]: ProducerBatch(*producer)}
     results = s.replica_manager.append_records(
-        topic, {p: [records[i][1] for i in idx] for p, idx in batches.items()}, acks, timeout_ms)
+        topic, {p: [records[i][1] for i in idx] for p, idx in batches.items()}, acks, timeout_ms, producers)
     offsets: list[dict | None] = [None] * len(records)
     failures: list[DlogError] = []
     for partition_id, indexes in batches.items():
@@ -178,6 +189,8 @@ def _produce_v2(topic_name: str, path_partition: int | None):
             elif isinstance(result, LogAppendInfo):
                 offsets[index] = {"partition": partition_id, "offset": result.first_offset + n,
                                   "error_code": None, "error": None}
+                if result.duplicate:
+                    offsets[index]["duplicate"] = True
             else:
                 failures.append(result)
                 offsets[index] = {"partition": None, "offset": None,

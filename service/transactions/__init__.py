@@ -1,0 +1,1 @@
+"""The transaction coordinator: producer ids, and (with transactional ids) transactions."""
