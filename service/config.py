@@ -85,6 +85,11 @@ SETTINGS: tuple[Setting, ...] = (
             "A follower not caught up for this long leaves the ISR."),
     Setting("unclean.leader.election.enable", "unclean_leader_election_enable", False, _bool,
             "Default unclean.leader.election.enable of a topic."),
+    Setting("producer.id.expiration.ms", "producer_id_expiration_ms", 86400000, int,
+            "A producer idle this long loses its state on every replica (its next batch is accepted with any "
+            "sequence)."),
+    Setting("producer.id.expiration.check.interval.ms", "producer_id_expiration_check_interval_ms", 600000, int,
+            "How often the background duty expires idle producers."),
     Setting("background.interval.ms", "background_interval_ms", 200, int,
             "Tick of the background duty thread of each worker."),
     Setting("lease.duration.ms", "lease_duration_ms", 3000, int,
@@ -123,6 +128,8 @@ class Config:
     log_retention_check_interval_ms: int = 300000
     replica_lag_time_max_ms: int = 10000
     unclean_leader_election_enable: bool = False
+    producer_id_expiration_ms: int = 86400000
+    producer_id_expiration_check_interval_ms: int = 600000
     background_interval_ms: int = 200
     lease_duration_ms: int = 3000
     max_request_bytes: int = 64 * 1024 * 1024

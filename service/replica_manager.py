@@ -15,11 +15,13 @@ from typing import Mapping, Sequence
 
 from service import log as unified_log
 from service import partition as leader_partition
+from service import producer_state
 from service.clock import Clock
 from service.config import Config
 from service.controller import Controller, PartitionState, TopicMetadata
 from service.db import Database
 from service.errors import Errors, KafkaError
+from service.faults import crash_point
 from service.log import FetchDataInfo, LogAppendInfo
 from service.producer_state import ProducerBatch
 from service.replica_fetcher import ReplicaFetcher
@@ -141,6 +143,7 @@ class ReplicaManager:
             followers = leader_partition.ensure_follower_states(conn, log_state, state, self.clock.milliseconds())
             leader_partition.maybe_increment_leader_hw(
                 conn, log_state._replace(log_end_offset=info.last_offset + 1), state, min_isr, followers)
+        crash_point("produce.after_append")
         if len(state.replicas) > 1:
             self._fetcher_thread.wake(topic.topic_name, partition_id)
         return state, info
@@ -337,6 +340,20 @@ class ReplicaManager:
                         deleted += unified_log.delete_retained_records(
                             conn, state, cfg.retention_ms, cfg.retention_bytes, now)
         return deleted
+
+    def remove_expired_producers(self) -> int:
+        """Background duty: every replica drops producers idle for producer.id.expiration.ms."""
+        now = self.clock.milliseconds()
+        removed = 0
+        for broker_id in self.controller.broker_ids():
+            engine = self.db.broker(broker_id)
+            with self.db.read(engine) as conn:
+                logs = unified_log.all_logs(conn)
+            for row in logs:
+                with self.db.write(engine) as conn:
+                    removed += producer_state.remove_expired_producers(
+                        conn, row.log_id, now, self.config.producer_id_expiration_ms)
+        return removed
 
     def delete_stray_logs(self) -> int:
         """Drop the logs of deleted topics from every broker file (Kafka deletes them

@@ -32,6 +32,8 @@ class DlogServer:
             Duty("replicate", 0, self.replica_manager.replicate_all),
             Duty("isr-shrink", max(1, config.replica_lag_time_max_ms // 2), self.replica_manager.maybe_shrink_isr),
             Duty("retention", config.log_retention_check_interval_ms, self.replica_manager.apply_retention),
+            Duty("producer-expiration", config.producer_id_expiration_check_interval_ms,
+                 self.replica_manager.remove_expired_producers),
             Duty("delete-stray-logs", 5000, self.replica_manager.delete_stray_logs),
         ])
         self.ready = False
