@@ -24,6 +24,10 @@ class DlogApplication(BaseApplication):
             "accesslog": None,
             "proc_name": "dlog",
         }
+        # gunicorn >= 25.1 opens a control socket at one per-user path ($HOME/.gunicorn/gunicorn.ctl):
+        # a second dlog on the host would take it over and unlink it on exit. dlog does not use it.
+        if "control_socket_disable" in self.cfg.settings:
+            settings["control_socket_disable"] = True
         for key, value in settings.items():
             self.cfg.set(key, value)
 

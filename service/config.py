@@ -90,6 +90,12 @@ SETTINGS: tuple[Setting, ...] = (
             "sequence)."),
     Setting("producer.id.expiration.check.interval.ms", "producer_id_expiration_check_interval_ms", 600000, int,
             "How often the background duty expires idle producers."),
+    Setting("transaction.timeout.ms", "transaction_timeout_ms", 60000, int,
+            "Timeout of a transactional id created without transaction_timeout_ms (the producer default)."),
+    Setting("transaction.max.timeout.ms", "transaction_max_timeout_ms", 900000, int,
+            "Largest transaction timeout a producer may ask for."),
+    Setting("transaction.abort.timed.out.transaction.cleanup.interval.ms", "transaction_abort_interval_ms", 10000,
+            int, "How often the coordinator aborts transactions open longer than their timeout."),
     Setting("background.interval.ms", "background_interval_ms", 200, int,
             "Tick of the background duty thread of each worker."),
     Setting("lease.duration.ms", "lease_duration_ms", 3000, int,
@@ -130,6 +136,9 @@ class Config:
     unclean_leader_election_enable: bool = False
     producer_id_expiration_ms: int = 86400000
     producer_id_expiration_check_interval_ms: int = 600000
+    transaction_timeout_ms: int = 60000
+    transaction_max_timeout_ms: int = 900000
+    transaction_abort_interval_ms: int = 10000
     background_interval_ms: int = 200
     lease_duration_ms: int = 3000
     max_request_bytes: int = 64 * 1024 * 1024

@@ -8,6 +8,7 @@ can put the append, the log end offset and later the producer state in one trans
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -83,6 +84,7 @@ class FetchDataInfo:
     high_watermark: int
     log_start_offset: int
     log_end_offset: int
+    max_visible_offset: int = 0  # the HW, or the LSO for read_committed: the read stopped below it
 
 
 def load(conn: Connection, topic_id: str, partition_id: int) -> LogState | None:
@@ -144,8 +146,42 @@ def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record
     last = base + len(rows) - 1
     conn.exec_driver_sql(_UPDATE_AFTER_APPEND, (last + 1, added, log_id))
     if producer.is_idempotent:
-        producer_state.append_batch(conn, log_id, producer, base, last, len(rows), max(timestamps))
+        producer_state.append_batch(conn, log_id, producer_state.data_header(producer, base, last, max(timestamps)))
     return LogAppendInfo(base, last, tuple(timestamps), state.log_start_offset)
+
+
+def append_control_marker(conn: Connection, state: LogState, leader_epoch: int, producer_id: int,
+                          producer_epoch: int, control_type: int, now_ms: int) -> LogAppendInfo:
+    """Write a transaction marker (COMMIT or ABORT control record) for a producer, at most once
+    per (producer id, epoch): a repeated marker write answers with the first one's offset.
+
+    The marker takes one offset, closes the producer's open transaction on this partition
+    (recording it in the transaction index) and sets its epoch (3.24-3.26).
+
+    :raises INVALID_PRODUCER_EPOCH: the partition saw a newer epoch of this producer.
+    """
+    existing = producer_state.find_marker(conn, state.log_id, producer_id, producer_epoch)
+    if existing is not None:
+        return LogAppendInfo(existing.base_offset, existing.last_offset, (existing.max_timestamp,),
+                             state.log_start_offset, duplicate=True)
+    producer_state.validate_marker(producer_state.load_entry(conn, state.log_id, producer_id), producer_id,
+                                   producer_epoch)
+    offset = state.log_end_offset
+    leader_epoch_cache.assign(conn, state.log_id, leader_epoch, offset)
+    key = struct.pack(">hh", 0, control_type)
+    value = struct.pack(">hi", 0, 0)  # version, coordinator epoch
+    conn.exec_driver_sql(_INSERT_RECORD, [(state.log_id, offset, now_ms, key, value, None, leader_epoch, producer_id,
+                                           producer_epoch, NO_SEQUENCE, True, True)])
+    conn.exec_driver_sql(_UPDATE_AFTER_APPEND, (offset + 1, len(key) + len(value), state.log_id))
+    producer_state.append_batch(conn, state.log_id, producer_state.BatchHeader(
+        offset, offset, producer_id, producer_epoch, NO_SEQUENCE, NO_SEQUENCE, True, True, control_type, now_ms))
+    return LogAppendInfo(offset, offset, (now_ms,), state.log_start_offset)
+
+
+def last_stable_offset(conn: Connection, state: LogState) -> int:
+    """Kafka's ``lastStableOffset`` (3.30): the first unstable offset if below the HW, else the HW."""
+    unstable = producer_state.first_unstable_offset(conn, state.log_id, state.high_watermark)
+    return min(unstable, state.high_watermark) if unstable is not None else state.high_watermark
 
 
 def maybe_increment_high_watermark(conn: Connection, state: LogState, new_high_watermark: int) -> int:
@@ -159,9 +195,13 @@ def maybe_increment_high_watermark(conn: Connection, state: LogState, new_high_w
 
 
 def read(conn: Connection, state: LogState | None, start_offset: int, max_bytes: int,
-         max_offset: int | None = None) -> FetchDataInfo:
-    """Records from ``start_offset`` below ``max_offset`` (default the high watermark), up to
-    ``max_bytes`` but always at least one record when one is visible (Kafka's KIP-74 rule).
+         max_offset: int | None = None, read_committed: bool = False) -> FetchDataInfo:
+    """Records from ``start_offset`` below ``max_offset`` (default the high watermark, or the
+    last stable offset when ``read_committed``), up to ``max_bytes`` but always at least one
+    record when one is visible (Kafka's KIP-74 rule).
+
+    read_committed leaves out records of aborted transactions (server-side filtering, 3.34);
+    control records are returned so the caller's position can move past them.
 
     :raises OFFSET_OUT_OF_RANGE: ``start_offset`` is below the log start or beyond the LEO.
     """
@@ -171,7 +211,14 @@ def read(conn: Connection, state: LogState | None, start_offset: int, max_bytes:
         raise KafkaError(Errors.OFFSET_OUT_OF_RANGE,
                          f"Offset {start_offset} is out of range: the log holds offsets "
                          f"{state.log_start_offset} to {state.log_end_offset}.")
-    end = state.high_watermark if max_offset is None else min(max_offset, state.log_end_offset)
+    if read_committed and state.log_id:
+        end = last_stable_offset(conn, state)
+        aborted = producer_state.aborted_ranges(conn, state.log_id, start_offset, end)
+    else:
+        end = state.high_watermark
+        aborted = []
+    if max_offset is not None:
+        end = min(max_offset, state.log_end_offset)
     out: list[StoredRecord] = []
     used = 0
     position = start_offset
@@ -180,13 +227,15 @@ def read(conn: Connection, state: LogState | None, start_offset: int, max_bytes:
         if not rows:
             break
         for row in rows:
+            if aborted and row[7] and any(pid == row[6] and first <= row[0] <= last for pid, first, last in aborted):
+                continue  # a record of an aborted transaction: never shown to read_committed
             size = len(row[2] or b"") + len(row[3] or b"") + len(row[4] or b"")
             if out and used + size > max_bytes:
-                return FetchDataInfo(out, state.high_watermark, state.log_start_offset, state.log_end_offset)
+                return FetchDataInfo(out, state.high_watermark, state.log_start_offset, state.log_end_offset, end)
             used += size
             out.append(StoredRecord(*row))
         position = rows[-1][0] + 1
-    return FetchDataInfo(out, state.high_watermark, state.log_start_offset, state.log_end_offset)
+    return FetchDataInfo(out, state.high_watermark, state.log_start_offset, state.log_end_offset, end)
 
 
 def delete_retained_records(conn: Connection, state: LogState, retention_ms: int, retention_bytes: int,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
@@ -72,6 +72,7 @@ class ProducerBatch(NamedTuple):
     producer_epoch: int = NO_PRODUCER_EPOCH
     base_sequence: int = NO_SEQUENCE
     is_transactional: bool = False
+    transactional_id: str | None = None
 
     @property
     def is_idempotent(self) -> bool:
@@ -116,6 +117,10 @@ def validate_append(entry: ProducerStateEntry | None, batch: ProducerBatch, coun
         duplicate = entry.find_duplicate_batch(batch.producer_epoch, batch.base_sequence, last_seq)
         if duplicate is not None:
             return duplicate
+        if not batch.is_transactional and entry.current_txn_first_offset is not None:
+            raise KafkaError(Errors.INVALID_TXN_STATE,
+                             f"Producer {batch.producer_id} has an open transaction on this partition; a "
+                             "non-transactional batch is refused.")
         if batch.producer_epoch < entry.producer_epoch:
             raise KafkaError(Errors.INVALID_PRODUCER_EPOCH,
                              f"Producer {batch.producer_id} has epoch {batch.producer_epoch}, older than the "
@@ -136,74 +141,145 @@ def validate_append(entry: ProducerStateEntry | None, batch: ProducerBatch, coun
     return None
 
 
-def append_batch(conn: Connection, log_id: int, batch: ProducerBatch, first_offset: int, last_offset: int,
-           count: int, max_timestamp: int, is_control: bool = False) -> None:
-    """Record an appended batch in the producer state (Kafka's ``ProducerAppendInfo.append``
-    then ``ProducerStateManager.update``), in the append's transaction. No validation: the
-    leader validated before appending; a follower applies what the leader wrote."""
-    last_seq = batch.base_sequence if is_control else increment_sequence(batch.base_sequence, count - 1)
-    conn.execute(insert(schema.record_batch).values(
-        log_id=log_id, base_offset=first_offset, last_offset=last_offset, producer_id=batch.producer_id,
-        producer_epoch=batch.producer_epoch, base_sequence=batch.base_sequence, last_sequence=last_seq,
-        is_transactional=batch.is_transactional, is_control=is_control, max_timestamp=max_timestamp))
-    _apply(conn, log_id, batch.producer_id, batch.producer_epoch, None if is_control else last_seq, last_offset,
-           max_timestamp)
+class BatchHeader(NamedTuple):
+    """A ``record_batch`` row: the header of a producer's batch or of a control batch."""
+
+    base_offset: int
+    last_offset: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    last_sequence: int
+    is_transactional: bool
+    is_control: bool
+    control_type: int | None
+    max_timestamp: int
 
 
-def _apply(conn: Connection, log_id: int, producer_id: int, epoch: int, last_seq: int | None, last_offset: int,
-           timestamp: int) -> None:
-    row = conn.exec_driver_sql(_SELECT_STATE, (log_id, producer_id)).first()
-    if row is None:
-        conn.execute(insert(schema.producer_state).values(
-            log_id=log_id, producer_id=producer_id, producer_epoch=epoch,
-            last_sequence=NO_SEQUENCE if last_seq is None else last_seq, last_offset=last_offset,
-            last_timestamp=timestamp))
-        return
-    m = row._mapping
-    values = {"producer_epoch": epoch, "last_offset": last_offset, "last_timestamp": max(timestamp, m["last_timestamp"])}
-    if last_seq is not None:
-        values["last_sequence"] = last_seq
-    elif epoch != m["producer_epoch"]:
-        values["last_sequence"] = NO_SEQUENCE  # a marker of a new epoch: sequences restart
-    conn.execute(update(schema.producer_state).where(_s.log_id == log_id, _s.producer_id == producer_id)
-                 .values(**values))
+CONTROL_ABORT = 0
+CONTROL_COMMIT = 1
+_HEADER_COLUMNS = (_b.base_offset, _b.last_offset, _b.producer_id, _b.producer_epoch, _b.base_sequence,
+                   _b.last_sequence, _b.is_transactional, _b.is_control, _b.control_type, _b.max_timestamp)
 
 
-def batches_in_range(conn: Connection, log_id: int, start: int, end: int) -> list:
+def append_batch(conn: Connection, log_id: int, header: BatchHeader) -> None:
+    """Record an appended batch and update the producer state (Kafka's
+    ``ProducerAppendInfo.append`` then ``ProducerStateManager.update``), in the append's
+    transaction. No validation: the leader validated before appending; a follower applies
+    what the leader wrote."""
+    conn.execute(insert(schema.record_batch).values(log_id=log_id, **header._asdict()))
+    _apply(conn, log_id, header, record_index=True)
+
+
+def data_header(batch: ProducerBatch, first_offset: int, last_offset: int, max_timestamp: int) -> BatchHeader:
+    return BatchHeader(first_offset, last_offset, batch.producer_id, batch.producer_epoch, batch.base_sequence,
+                       increment_sequence(batch.base_sequence, last_offset - first_offset), batch.is_transactional,
+                       False, None, max_timestamp)
+
+
+def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool) -> None:
+    """Replay one batch into its producer's state (no validation)."""
+    row = conn.exec_driver_sql(_SELECT_STATE, (log_id, h.producer_id)).first()
+    m = row._mapping if row is not None else None
+    open_txn = m["current_txn_first_offset"] if m is not None else None
+    if h.is_control:
+        if open_txn is not None and record_index:
+            others = conn.execute(select(func.min(_s.current_txn_first_offset)).where(
+                _s.log_id == log_id, _s.producer_id != h.producer_id)).scalar()
+            conn.execute(insert(schema.transaction_index).values(
+                log_id=log_id, last_offset=h.last_offset, producer_id=h.producer_id, first_offset=open_txn,
+                is_aborted=h.control_type == CONTROL_ABORT,
+                last_stable_offset=others if others is not None else h.last_offset + 1))
+        values = {"producer_epoch": h.producer_epoch, "current_txn_first_offset": None,
+                  "coordinator_epoch": 0}
+        if m is None or m["producer_epoch"] != h.producer_epoch:
+            values["last_sequence"] = NO_SEQUENCE  # a marker of a new epoch: sequences restart
+    else:
+        values = {"producer_epoch": h.producer_epoch, "last_sequence": h.last_sequence,
+                  "last_offset": h.last_offset,
+                  "current_txn_first_offset": (open_txn if open_txn is not None else h.base_offset)
+                  if h.is_transactional else open_txn}
+    timestamp = h.max_timestamp if m is None else max(h.max_timestamp, m["last_timestamp"])
+    values["last_timestamp"] = timestamp
+    if m is None:
+        values.setdefault("last_sequence", NO_SEQUENCE)
+        values.setdefault("last_offset", h.last_offset)
+        conn.execute(insert(schema.producer_state).values(log_id=log_id, producer_id=h.producer_id, **values))
+    else:
+        conn.execute(update(schema.producer_state).where(_s.log_id == log_id, _s.producer_id == h.producer_id)
+                     .values(**values))
+
+
+def batches_in_range(conn: Connection, log_id: int, start: int, end: int) -> list[BatchHeader]:
     """The batch headers whose last record lies in [start, end): what a follower that copied
     those records must apply."""
-    return conn.execute(select(schema.record_batch).where(
-        _b.log_id == log_id, _b.last_offset >= start, _b.last_offset < end).order_by(_b.base_offset)).all()
+    return [BatchHeader(*r) for r in conn.execute(select(*_HEADER_COLUMNS).where(
+        _b.log_id == log_id, _b.last_offset >= start, _b.last_offset < end).order_by(_b.base_offset))]
 
 
-def apply_replicated(conn: Connection, log_id: int, rows: list) -> None:
+def apply_replicated(conn: Connection, log_id: int, headers: Sequence[BatchHeader]) -> None:
     """A follower records the batch headers it copied, and replays them into its state."""
-    for r in rows:
-        append_batch(conn, log_id, ProducerBatch(r.producer_id, r.producer_epoch, r.base_sequence, r.is_transactional),
-               r.base_offset, r.last_offset, r.last_offset - r.base_offset + 1, r.max_timestamp, r.is_control)
+    for h in headers:
+        append_batch(conn, log_id, h)
 
 
 def truncate_and_reload(conn: Connection, log_id: int, offset: int) -> None:
-    """After the log was truncated at ``offset``: drop the batches at or beyond it and replay
-    the state of the producers they touched from the batches that remain."""
+    """After the log was truncated at ``offset``: drop the batches and completed transactions
+    at or beyond it and replay the state of the producers they touched from the batches that
+    remain (Kafka's ``truncateAndReload``)."""
     touched = set(conn.execute(select(_b.producer_id).where(_b.log_id == log_id, _b.last_offset >= offset)).scalars())
     conn.execute(delete(schema.record_batch).where(_b.log_id == log_id, _b.last_offset >= offset))
+    conn.execute(delete(schema.transaction_index).where(schema.transaction_index.c.log_id == log_id,
+                                                        schema.transaction_index.c.last_offset >= offset))
     for pid in touched:
-        last = conn.execute(select(schema.record_batch).where(_b.log_id == log_id, _b.producer_id == pid)
-                            .order_by(_b.base_offset.desc()).limit(1)).first()
         conn.execute(delete(schema.producer_state).where(_s.log_id == log_id, _s.producer_id == pid))
-        if last is None:
-            continue
-        if last.is_control:
-            data = conn.execute(select(schema.record_batch).where(
-                _b.log_id == log_id, _b.producer_id == pid, _b.producer_epoch == last.producer_epoch,
-                _b.is_control.is_(False)).order_by(_b.base_offset.desc()).limit(1)).first()
-            seq = data.last_sequence if data is not None else NO_SEQUENCE
-        else:
-            seq = last.last_sequence
-        conn.execute(insert(schema.producer_state).values(
-            log_id=log_id, producer_id=pid, producer_epoch=last.producer_epoch, last_sequence=seq,
-            last_offset=last.last_offset, last_timestamp=last.max_timestamp))
+        for r in conn.execute(select(*_HEADER_COLUMNS).where(_b.log_id == log_id, _b.producer_id == pid)
+                              .order_by(_b.base_offset)).all():
+            _apply(conn, log_id, BatchHeader(*r), record_index=False)
+
+
+def clear(conn: Connection, log_id: int) -> None:
+    conn.execute(delete(schema.record_batch).where(_b.log_id == log_id))
+    conn.execute(delete(schema.producer_state).where(_s.log_id == log_id))
+    conn.execute(delete(schema.transaction_index).where(schema.transaction_index.c.log_id == log_id))
+
+
+# ---------------------------------------------------------------------------- transactions
+def validate_marker(entry: ProducerStateEntry | None, producer_id: int, epoch: int) -> None:
+    """Kafka's ``appendEndTxnMarker`` check (3.25): a marker older than the producer's epoch
+    is refused (the coordinator gives up on it)."""
+    if entry is not None and epoch < entry.producer_epoch:
+        raise KafkaError(Errors.INVALID_PRODUCER_EPOCH,
+                         f"A marker for producer {producer_id} at epoch {epoch} is older than its epoch "
+                         f"{entry.producer_epoch}.")
+
+
+def find_marker(conn: Connection, log_id: int, producer_id: int, epoch: int) -> BatchHeader | None:
+    """The control batch already written for (producer id, epoch), if any: markers are
+    written at most once per epoch (every end of a transaction bumps the epoch)."""
+    row = conn.execute(select(*_HEADER_COLUMNS).where(
+        _b.log_id == log_id, _b.producer_id == producer_id, _b.producer_epoch == epoch,
+        _b.is_control.is_(True)).limit(1)).first()
+    return BatchHeader(*row) if row is not None else None
+
+
+def first_unstable_offset(conn: Connection, log_id: int, high_watermark: int) -> int | None:
+    """Kafka's ``firstUnstableOffset`` (3.29): the first offset of an open transaction, or of a
+    completed one whose marker the high watermark has not passed yet."""
+    open_first = conn.execute(select(func.min(_s.current_txn_first_offset)).where(_s.log_id == log_id)).scalar()
+    t = schema.transaction_index.c
+    unreplicated = conn.execute(select(func.min(t.first_offset)).where(
+        t.log_id == log_id, t.last_offset >= high_watermark)).scalar()
+    candidates = [o for o in (open_first, unreplicated) if o is not None]
+    return min(candidates) if candidates else None
+
+
+def aborted_ranges(conn: Connection, log_id: int, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(producer_id, first_offset, last_offset) of aborted transactions overlapping [start, end)
+    (Kafka's ``TransactionIndex.collectAbortedTxns``)."""
+    t = schema.transaction_index.c
+    return [tuple(r) for r in conn.execute(select(t.producer_id, t.first_offset, t.last_offset).where(
+        t.log_id == log_id, t.is_aborted.is_(True), t.last_offset >= start, t.first_offset < end))]
 
 
 def delete_batches_below(conn: Connection, log_id: int, offset: int) -> None:

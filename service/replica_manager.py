@@ -50,6 +50,7 @@ class ReplicaManager:
         self.controller = controller
         self.config = config
         self.clock = clock
+        self.transaction_coordinator = None  # set by DlogServer (AddPartitionsToTxn before transactional appends)
         self.fetcher = ReplicaFetcher(db, controller, clock, config.replica_lag_time_max_ms)
         self._fetcher_thread = ReplicaFetcherThread(self)
         self._acks0_executor: ThreadPoolExecutor | None = None
@@ -68,6 +69,9 @@ class ReplicaManager:
         appends run after this returns and the result is empty (the caller reports offset -1).
         """
         producers = producers or {}
+        refused = self._add_partitions_to_txn(topic, producers)
+        if refused is not None:
+            return {p: refused for p in batches}
         if acks is Acks.NONE:
             self._executor().submit(self._append_quietly, topic, dict(batches), dict(producers))
             return {}
@@ -92,6 +96,24 @@ class ReplicaManager:
                 except KafkaError as exc:
                     results[partition_id] = exc
         return results
+
+    def _add_partitions_to_txn(self, topic: TopicMetadata, producers: Mapping[int, ProducerBatch]) -> KafkaError | None:
+        """Kafka's AddPartitionsToTxn, implicit: before a transactional append, its partitions
+        join the producer's transaction durably (in controller.db). The error if refused."""
+        txn = {p: b for p, b in producers.items() if b.is_transactional}
+        if not txn:
+            return None
+        owners = {(b.transactional_id, b.producer_id, b.producer_epoch) for b in txn.values()}
+        if len(owners) != 1:
+            return KafkaError(Errors.INVALID_PRODUCER_ID_MAPPING,
+                              "One produce request may carry transactional records of one producer only.")
+        transactional_id, producer_id, producer_epoch = owners.pop()
+        try:
+            self.transaction_coordinator.add_partitions_to_txn(
+                transactional_id, producer_id, producer_epoch, [(topic.topic_name, p) for p in txn])
+        except KafkaError as exc:
+            return exc
+        return None
 
     def _append_quietly(self, topic: TopicMetadata, batches: dict[int, Sequence[Record]],
                         producers: dict[int, ProducerBatch]) -> None:
@@ -258,6 +280,37 @@ class ReplicaManager:
                              f"The leader of {state.topic_name}-{state.partition_id}, broker {state.leader}, is offline.")
         return state.leader
 
+    def write_txn_marker(self, topic_name: str, partition_id: int, producer_id: int, producer_epoch: int,
+                         control_type: int, timeout_ms: int) -> LogAppendInfo:
+        """WriteTxnMarkers for one partition: append the COMMIT or ABORT control record on the
+        leader (at most once per producer id and epoch) and wait, as acks=all, until the high
+        watermark passes it, so a clean election can never undo it (3.24, 3.40).
+
+        :raises NOT_ENOUGH_REPLICAS, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, ...: retriable;
+            the coordinator tries again.
+        :raises INVALID_PRODUCER_EPOCH: the partition saw a newer epoch; the coordinator gives up.
+        """
+        topic = self.controller.image().topics.get(topic_name)
+        if topic is None:
+            # A deleted topic has nothing left to mark.
+            return LogAppendInfo(-1, -1, (), 0, duplicate=True)
+        state = topic.partition(partition_id)
+        leader = self._live_leader(state)
+        min_isr = min(topic.log_config.min_insync_replicas, topic.replication_factor)
+        if len(state.isr) < min_isr:
+            raise KafkaError(Errors.NOT_ENOUGH_REPLICAS)
+        with self.db.write(self.db.broker(leader)) as conn:
+            log_state = unified_log.load_or_create(conn, state.topic_id, state.topic_name, partition_id)
+            info = unified_log.append_control_marker(conn, log_state, state.leader_epoch, producer_id,
+                                                     producer_epoch, control_type, self.clock.milliseconds())
+            if not info.duplicate:
+                followers = leader_partition.ensure_follower_states(conn, log_state, state, self.clock.milliseconds())
+                leader_partition.maybe_increment_leader_hw(
+                    conn, log_state._replace(log_end_offset=info.last_offset + 1), state, min_isr, followers)
+        deadline = self.clock.monotonic() + timeout_ms / 1000.0
+        self._await_high_watermark(topic, state, info.last_offset + 1, deadline)
+        return info
+
     # ------------------------------------------------------------------ fetch
     def fetch(self, topic: TopicMetadata, partition_id: int, offset: int, max_bytes: int,
               isolation: FetchIsolation = FetchIsolation.HIGH_WATERMARK) -> FetchDataInfo:
@@ -269,7 +322,8 @@ class ReplicaManager:
         leader = self._live_leader(state)
         with self.db.read(self.db.broker(leader)) as conn:
             log_state = unified_log.load(conn, state.topic_id, partition_id)
-            return unified_log.read(conn, log_state, offset, max_bytes)
+            return unified_log.read(conn, log_state, offset, max_bytes,
+                                    read_committed=FetchIsolation(isolation) is FetchIsolation.TXN_COMMITTED)
 
     def fetch_wait(self, topic: TopicMetadata, partition_id: int, offset: int, max_bytes: int, timeout_ms: int,
                    isolation: FetchIsolation | str = FetchIsolation.HIGH_WATERMARK) -> FetchDataInfo:
@@ -307,10 +361,10 @@ class ReplicaManager:
     def _offsets_of(self, broker_id: int, state: PartitionState) -> PartitionOffsets:
         with self.db.read(self.db.broker(broker_id)) as conn:
             s = unified_log.load(conn, state.topic_id, state.partition_id)
-        if s is None:
-            return PartitionOffsets(0, 0, 0, 0)
-        # No transactions yet: everything below the high watermark is stable.
-        return PartitionOffsets(s.log_start_offset, s.log_end_offset, s.high_watermark, s.high_watermark)
+            if s is None:
+                return PartitionOffsets(0, 0, 0, 0)
+            lso = unified_log.last_stable_offset(conn, s)
+        return PartitionOffsets(s.log_start_offset, s.log_end_offset, s.high_watermark, lso)
 
     def replica_offsets(self, state: PartitionState) -> dict[int, PartitionOffsets]:
         """Each replica's own view of its log (for the visibility fields of the API)."""

@@ -93,6 +93,50 @@ producer_id_block = Table(
     Column("next_producer_id", BigInteger, nullable=False),
 )
 
+transaction = Table(
+    "transaction", controller_metadata,
+    # The transaction coordinator's TransactionMetadata for one transactional id.
+    Column("transactional_id", String(255), primary_key=True),
+    Column("producer_id", BigInteger, nullable=False),
+    Column("producer_epoch", Integer, nullable=False),
+    Column("last_producer_epoch", Integer, nullable=False, server_default="-1"),
+    Column("timeout_ms", Integer, nullable=False),
+    Column("state", String(32), nullable=False),  # TransactionState name
+    Column("start_ms", BigInteger, nullable=True),  # first partition or offsets added
+    Column("last_update_ms", BigInteger, nullable=False),
+)
+
+transaction_partition = Table(
+    "transaction_partition", controller_metadata,
+    Column("transactional_id", String(255), ForeignKey("transaction.transactional_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("topic_name", String(249), primary_key=True),
+    Column("partition_id", Integer, primary_key=True, autoincrement=False),
+)
+
+transaction_offset = Table(
+    "transaction_offset", controller_metadata,
+    # Consumer offsets sent in a transaction (TxnOffsetCommit): pending until the commit.
+    Column("transactional_id", String(255), ForeignKey("transaction.transactional_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("group_id", String(255), primary_key=True),
+    Column("topic_name", String(249), primary_key=True),
+    Column("partition_id", Integer, primary_key=True, autoincrement=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("metadata", String(4096), nullable=True),
+)
+
+committed_offset = Table(
+    "committed_offset", controller_metadata,
+    # A consumer group's committed offset per partition: the next offset to read.
+    Column("group_id", String(255), primary_key=True),
+    Column("topic_name", String(249), primary_key=True),
+    Column("partition_id", Integer, primary_key=True, autoincrement=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("metadata", String(4096), nullable=True),
+    Column("commit_ms", BigInteger, nullable=False),
+)
+
 lease = Table(
     "lease", controller_metadata,
     Column("name", String(64), primary_key=True),
@@ -165,6 +209,7 @@ record_batch = Table(
     Column("last_sequence", Integer, nullable=False),
     Column("is_transactional", Boolean, nullable=False, server_default="0"),
     Column("is_control", Boolean, nullable=False, server_default="0"),
+    Column("control_type", Integer, nullable=True),  # markers: 0 ABORT, 1 COMMIT
     Column("max_timestamp", BigInteger, nullable=False),
     Index("ix_record_batch_producer", "log_id", "producer_id", "base_offset"),
 )
@@ -181,4 +226,16 @@ producer_state = Table(
     Column("last_timestamp", BigInteger, nullable=False),
     Column("coordinator_epoch", Integer, nullable=False, server_default="-1"),
     Column("current_txn_first_offset", BigInteger, nullable=True),
+)
+
+transaction_index = Table(
+    "transaction_index", broker_metadata,
+    # Completed transactions of a partition replica (Kafka's TransactionIndex holds the aborted
+    # ones; committed ones are kept too, to hold the LSO until the HW passes their marker).
+    Column("log_id", Integer, ForeignKey("log.log_id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("last_offset", BigInteger, primary_key=True, autoincrement=False),  # the marker's offset
+    Column("producer_id", BigInteger, nullable=False),
+    Column("first_offset", BigInteger, nullable=False),
+    Column("is_aborted", Boolean, nullable=False),
+    Column("last_stable_offset", BigInteger, nullable=False),
 )

@@ -12,6 +12,7 @@ from service.clock import SYSTEM_CLOCK, Clock
 from service.config import Config
 from service.controller import Controller
 from service.db import Database, upgrade
+from service.groups.offsets import OffsetMetadataManager
 from service.producer_id_manager import ProducerIdManager
 from service.replica_manager import ReplicaManager
 from service.transactions.coordinator import TransactionCoordinator
@@ -26,11 +27,17 @@ class DlogServer:
         self.db = Database(config.data_dir, sync=config.sync, busy_timeout_ms=config.busy_timeout_ms)
         self.controller = Controller(self.db, config, clock)
         self.replica_manager = ReplicaManager(self.db, self.controller, config, clock)
-        self.transaction_coordinator = TransactionCoordinator(ProducerIdManager(self.db))
+        self.transaction_coordinator = TransactionCoordinator(self.db, config, clock, ProducerIdManager(self.db),
+                                                              self.replica_manager)
+        self.replica_manager.transaction_coordinator = self.transaction_coordinator
+        self.offset_manager = OffsetMetadataManager(self.db)
         self.background = BackgroundDuties(self.db, config, clock, [
             Duty("elect-leaders", 1000, self.controller.elect_leaders),
             Duty("replicate", 0, self.replica_manager.replicate_all),
             Duty("isr-shrink", max(1, config.replica_lag_time_max_ms // 2), self.replica_manager.maybe_shrink_isr),
+            Duty("transaction-recovery", 1000, self.transaction_coordinator.complete_prepared_transactions),
+            Duty("transaction-timeouts", config.transaction_abort_interval_ms,
+                 self.transaction_coordinator.abort_timed_out_transactions),
             Duty("retention", config.log_retention_check_interval_ms, self.replica_manager.apply_retention),
             Duty("producer-expiration", config.producer_id_expiration_check_interval_ms,
                  self.replica_manager.remove_expired_producers),
@@ -48,10 +55,23 @@ class DlogServer:
         self.controller.bootstrap()
         if migrate:
             upgrade(self.db, self.controller.broker_ids())
+        # Start-up recovery: finish every transaction a crash left prepared, before ready.
+        self.transaction_coordinator.complete_prepared_transactions()
         if background:
             self.background.start()
             self.replica_manager.start_fetcher_thread()
         self.ready = True
+
+    def txn_offset_commit(self, transactional_id: str, producer_id: int, producer_epoch: int, group_id: str,
+                          offsets: list[tuple[str, int, int, str | None]], generation_id: int | None = None,
+                          member_id: str | None = None) -> None:
+        """TxnOffsetCommit: the transaction coordinator records the offsets as pending; a given
+        generation or member id is checked against the group in the same transaction."""
+        check = None
+        if generation_id is not None or member_id is not None:
+            check = self.group_coordinator.member_check(group_id, generation_id, member_id)
+        self.transaction_coordinator.handle_txn_offset_commit(transactional_id, producer_id, producer_epoch,
+                                                              group_id, offsets, check)
 
     def shut_down(self) -> None:
         self.background.stop()

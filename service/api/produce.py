@@ -103,7 +103,8 @@ def produce_parsed(cid: str, topic: TopicMetadata, parsed: list[ParsedRecord], r
     producers, invalid = {}, {}
     for partition_id, idx in batches.items():
         try:
-            producers[partition_id] = producer_batch([parsed[i].producer for i in idx])
+            producers[partition_id] = producer_batch([parsed[i].producer for i in idx],
+                                                     [parsed[i].transactional_id for i in idx])
         except DlogError as exc:
             invalid[partition_id] = exc
     results: dict = server().replica_manager.append_records(

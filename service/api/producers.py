@@ -12,7 +12,10 @@ bp = Blueprint("producers", __name__, url_prefix="/v3")
 
 @bp.post("/clusters/<cid>/producers")
 def init_producer_id(cid: str):
-    """InitProducerId: ``{}`` gives a new idempotent producer id at epoch 0.
+    """InitProducerId: ``{}`` gives a new idempotent producer id at epoch 0;
+    ``{"transactional_id": "tx-1", "transaction_timeout_ms": 60000}`` gives the transactional
+    id's producer id with its epoch bumped, fencing older instances and aborting (or
+    finishing) their open transaction.
 
     Send ``producer_id``, ``producer_epoch`` and per-record ``sequence`` (v3) or
     ``base_sequence`` (v2) with a produce to a named partition; a retry of one of the last
@@ -25,8 +28,7 @@ def init_producer_id(cid: str):
     unknown = set(body) - {"transactional_id", "transaction_timeout_ms"}
     if unknown:
         raise RestError(422, f"Payload error. Unrecognized field(s): {', '.join(sorted(unknown))}.", PAYLOAD_ERROR)
-    if body.get("transactional_id") is not None:
-        raise RestError(400, "Transactional ids are not supported yet.", 400)
-    result = server().transaction_coordinator.handle_init_producer_id(None)
+    result = server().transaction_coordinator.handle_init_producer_id(
+        body.get("transactional_id"), body.get("transaction_timeout_ms"))
     return json_response({"producer_id": result.producer_id, "producer_epoch": result.producer_epoch,
                           "transactional_id": result.transactional_id})

@@ -21,7 +21,7 @@ from service.types import Record
 
 V3_RECORD_FIELDS = frozenset({"partition_id", "headers", "key", "value", "timestamp",
                               # dlog extensions: idempotent producers
-                              "producer_id", "producer_epoch", "sequence"})
+                              "producer_id", "producer_epoch", "sequence", "transactional_id"})
 _PRODUCER_FIELDS = ("producer_id", "producer_epoch", "sequence")
 INT16_MAX = 2**15 - 1
 INT32_MAX = 2**31 - 1
@@ -35,6 +35,7 @@ class ParsedRecord(NamedTuple):
     key_meta: dict | None  # {"type", "size"} for the delivery report, None when absent
     value_meta: dict | None
     producer: tuple[int, int, int] | None = None  # (producer_id, producer_epoch, sequence)
+    transactional_id: str | None = None
 
 
 def parse_producer_fields(obj: dict, sequence_field: str, where: str) -> tuple[int, int, int] | None:
@@ -132,12 +133,28 @@ def parse_v3_record(obj: Any) -> ParsedRecord:
     if producer is not None and partition_id is None:
         raise RestError(400, "Bad Request: an idempotent record must name its partition_id (sequences count "
                              "per producer and partition).", 400)
+    transactional_id = parse_transactional_id(obj, producer)
     return ParsedRecord(partition_id, Record(timestamp, key, value, headers_blob(obj.get("headers"))),
-                        key_meta, value_meta, producer)
+                        key_meta, value_meta, producer, transactional_id)
 
 
-def producer_batch(producers: list[tuple[int, int, int] | None]) -> ProducerBatch:
-    """The producer fields of one partition's batch, from its records' (pid, epoch, seq).
+def parse_transactional_id(obj: dict, producer: tuple[int, int, int] | None) -> str | None:
+    """The optional ``transactional_id`` of a produce; it needs the producer fields too."""
+    transactional_id = obj.get("transactional_id")
+    if transactional_id is None:
+        return None
+    if not isinstance(transactional_id, str) or not transactional_id:
+        raise RestError(400, "Bad Request: transactional_id must be a non-empty string.", 400)
+    if producer is None:
+        raise RestError(400, "Bad Request: a transactional produce needs producer_id, producer_epoch and its "
+                             "sequence.", 400)
+    return transactional_id
+
+
+def producer_batch(producers: list[tuple[int, int, int] | None],
+                   transactional_ids: list[str | None] | None = None) -> ProducerBatch:
+    """The producer fields of one partition's batch, from its records' (pid, epoch, seq) and
+    transactional ids.
 
     :raises INVALID_RECORD: idempotent and plain records mixed, several producers or epochs,
         or sequences that are not consecutive (Kafka takes one batch per partition).
@@ -153,7 +170,12 @@ def producer_batch(producers: list[tuple[int, int, int] | None]) -> ProducerBatc
             raise KafkaError(Errors.INVALID_RECORD, "The idempotent records of one partition in one request must "
                                                     "come from one producer and epoch with consecutive sequences.")
         expected = increment_sequence(expected, 1)
-    return ProducerBatch(first[0], first[1], first[2])
+    tids = set(transactional_ids or [None])
+    if len(tids) != 1:
+        raise KafkaError(Errors.INVALID_RECORD, "The records of one partition's batch must all name the same "
+                                                "transactional_id, or none.")
+    tid = tids.pop()
+    return ProducerBatch(first[0], first[1], first[2], tid is not None, tid)
 
 
 class Router:

@@ -22,7 +22,13 @@ from service.api.http import (
     v2_embedded_format,
 )
 from service.api.produce import produce_options
-from service.api.records import Router, headers_blob, parse_producer_fields, stored_record_json
+from service.api.records import (
+    Router,
+    headers_blob,
+    parse_producer_fields,
+    parse_transactional_id,
+    stored_record_json,
+)
 from service.controller import TopicMetadata
 from service.errors import PAYLOAD_ERROR, DlogError, Errors, KafkaError, RestError, topic_not_found
 from service.log import LogAppendInfo
@@ -34,7 +40,7 @@ bp = Blueprint("v2", __name__)
 _V2_RECORD_FIELDS = frozenset({"key", "value", "partition", "headers", "timestamp"})
 _V2_BODY_FIELDS = frozenset({"records", "key_schema", "key_schema_id", "value_schema", "value_schema_id",
                              # dlog extensions: idempotent producers
-                             "producer_id", "producer_epoch", "base_sequence"})
+                             "producer_id", "producer_epoch", "base_sequence", "transactional_id"})
 
 
 def _v2(data: Any, status: int = 200):
@@ -154,6 +160,7 @@ def _produce_v2(topic_name: str, path_partition: int | None):
         raise RestError(400, f"Malformed JSON: {exc}", 400) from None
     records = _v2_records(body, fmt)
     producer = parse_producer_fields(body, "base_sequence", "an idempotent produce")
+    transactional_id = parse_transactional_id(body, producer)
     s = server()
     topic = s.controller.image().topics.get(topic_name)
     if topic is None:
@@ -176,7 +183,7 @@ def _produce_v2(topic_name: str, path_partition: int | None):
         if not explicit or len(batches) != 1:
             raise RestError(422, "An idempotent produce names one partition (in the path or on every record): "
                                  "sequences count per producer and partition.", 422)
-        producers = {routed[0]: ProducerBatch(*producer)}
+        producers = {routed[0]: ProducerBatch(*producer, transactional_id is not None, transactional_id)}
     results = s.replica_manager.append_records(
         topic, {p: [records[i][1] for i in idx] for p, idx in batches.items()}, acks, timeout_ms, producers)
     offsets: list[dict | None] = [None] * len(records)
