@@ -92,7 +92,7 @@ class MetadataImage:
         for b in self.brokers:
             if b.broker_id == broker_id:
                 return b
-        raise KafkaError(Errors.INVALID_REQUEST, f"Broker {broker_id} not found.", 404)
+        raise KafkaError(Errors.BROKER_NOT_AVAILABLE, f"Broker {broker_id} not found.")
 
 
 def new_id() -> str:
@@ -293,7 +293,7 @@ class Controller:
         with self.db.write(self.db.controller) as conn:
             row = conn.execute(select(schema.broker).where(schema.broker.c.broker_id == broker_id)).first()
             if row is None:
-                raise KafkaError(Errors.INVALID_REQUEST, f"Broker {broker_id} not found.", 404)
+                raise KafkaError(Errors.BROKER_NOT_AVAILABLE, f"Broker {broker_id} not found.")
             if row.status != status:
                 conn.execute(update(schema.broker).where(schema.broker.c.broker_id == broker_id)
                              .values(status=status, status_changed_ms=now))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from service import log as unified_log
@@ -332,14 +332,23 @@ class ReplicaManager:
         When records exist beyond the high watermark, the read first drives the replication
         step of its partition (as a waiting acks=all produce does). The wait holds no
         transaction: it watches the leader file's ``data_version`` and reads again only when
-        something was committed to it.
+        something was committed to it. Control records (transaction markers) are passed over
+        while waiting and returned in front of the data, so the caller's next offset moves
+        past them.
         """
         isolation = FetchIsolation(isolation)
         deadline = self.clock.monotonic() + timeout_ms / 1000.0
+        skipped: list = []
         while True:
             result = self.fetch(topic, partition_id, offset, max_bytes, isolation)
+            if result.records and not all(r.is_control for r in result.records):
+                return replace(result, records=skipped + result.records) if skipped else result
             if result.records:
-                return result
+                skipped += result.records
+                offset = result.records[-1].offset + 1
+                continue
+            if skipped and self.clock.monotonic() >= deadline:
+                return replace(result, records=skipped)
             state = topic.partition(partition_id)
             if result.high_watermark < result.log_end_offset and self.replicate_partition(topic, state):
                 continue  # the followers had something to copy: the HW may have moved

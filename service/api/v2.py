@@ -236,4 +236,9 @@ def read_records(topic_name: str, partition_id: int):
     topic.partition(partition_id)
     fetch = server().replica_manager.fetch_wait(topic, partition_id, offset, max_bytes, timeout_ms, isolation)
     body = [stored_record_json(topic_name, partition_id, r, fmt) for r in fetch.records if not r.is_control]
-    return json_response(body, mimetype=chosen if chosen != JSON else V2_EMBEDDED_BINARY)
+    # Where to read next: past the last record returned, transaction markers included (they
+    # take offsets but are never returned), so a client never re-reads a marker forever.
+    next_offset = fetch.records[-1].offset + 1 if fetch.records else offset
+    return json_response(body, mimetype=chosen if chosen != JSON else V2_EMBEDDED_BINARY,
+                         headers={"X-Dlog-Next-Offset": str(next_offset),
+                                  "X-Dlog-High-Watermark": str(fetch.high_watermark)})
