@@ -96,6 +96,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest transaction timeout a producer may ask for."),
     Setting("transaction.abort.timed.out.transaction.cleanup.interval.ms", "transaction_abort_interval_ms", 10000,
             int, "How often the coordinator aborts transactions open longer than their timeout."),
+    Setting("consumer.instance.timeout.ms", "consumer_instance_timeout_ms", 300000, int,
+            "A consumer instance idle this long is removed (and its group rebalances)."),
+    Setting("consumer.request.timeout.ms", "consumer_request_timeout_ms", 1000, int,
+            "How long GET .../records waits for data when the request gives no timeout."),
+    Setting("consumer.request.max.bytes", "consumer_request_max_bytes", 67108864, int,
+            "Largest max_bytes of one GET .../records."),
     Setting("background.interval.ms", "background_interval_ms", 200, int,
             "Tick of the background duty thread of each worker."),
     Setting("lease.duration.ms", "lease_duration_ms", 3000, int,
@@ -139,6 +145,9 @@ class Config:
     transaction_timeout_ms: int = 60000
     transaction_max_timeout_ms: int = 900000
     transaction_abort_interval_ms: int = 10000
+    consumer_instance_timeout_ms: int = 300000
+    consumer_request_timeout_ms: int = 1000
+    consumer_request_max_bytes: int = 67108864
     background_interval_ms: int = 200
     lease_duration_ms: int = 3000
     max_request_bytes: int = 64 * 1024 * 1024

@@ -283,6 +283,24 @@ def delete_retained_records(conn: Connection, state: LogState, retention_ms: int
     return deleted
 
 
+def offset_for_timestamp(conn: Connection, state: LogState, timestamp: int) -> int:
+    """Kafka's ListOffsets by timestamp: the first offset below the HW whose record timestamp
+    is >= ``timestamp``, or the HW when there is none."""
+    found = conn.execute(select(func.min(_rec.offset)).where(
+        _rec.log_id == state.log_id, _rec.offset >= state.log_start_offset, _rec.offset < state.high_watermark,
+        _rec.timestamp >= timestamp, _rec.is_control.is_(False))).scalar()
+    return state.high_watermark if found is None else found
+
+
+def count_data_records(conn: Connection, topic_id: str, partition_id: int, start: int, end: int) -> int:
+    """Records that are not control records in [start, end) of a replica's log."""
+    state = load(conn, topic_id, partition_id)
+    if state is None:
+        return 0
+    return conn.execute(select(func.count()).select_from(schema.record).where(
+        _rec.log_id == state.log_id, _rec.offset >= start, _rec.offset < end, _rec.is_control.is_(False))).scalar_one()
+
+
 def delete_log(conn: Connection, log_id: int) -> None:
     conn.execute(delete(schema.log).where(_log.log_id == log_id))
 

@@ -360,6 +360,21 @@ class ReplicaManager:
                 self.clock.sleep(0.002)
             topic = self.controller.image().topics.get(topic.topic_name, topic)
 
+    def count_records(self, topic: TopicMetadata, partition_id: int, start: int, end: int) -> int:
+        """Data records (not transaction markers) of a partition in [start, end), on its leader."""
+        state = topic.partition(partition_id)
+        if end <= start:
+            return 0
+        with self.db.read(self.db.broker(self._live_leader(state))) as conn:
+            return unified_log.count_data_records(conn, state.topic_id, partition_id, start, end)
+
+    def offset_for_timestamp(self, topic: TopicMetadata, partition_id: int, timestamp: int) -> int:
+        """ListOffsets by timestamp on the leader (see ``log.offset_for_timestamp``)."""
+        state = topic.partition(partition_id)
+        with self.db.read(self.db.broker(self._live_leader(state))) as conn:
+            log_state = unified_log.load(conn, state.topic_id, partition_id)
+            return 0 if log_state is None else unified_log.offset_for_timestamp(conn, log_state, timestamp)
+
     def offsets(self, topic: TopicMetadata, partition_id: int) -> PartitionOffsets:
         state = topic.partition(partition_id)
         if state.leader == NO_LEADER:

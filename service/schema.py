@@ -137,6 +137,51 @@ committed_offset = Table(
     Column("commit_ms", BigInteger, nullable=False),
 )
 
+consumer_group = Table(
+    "consumer_group", controller_metadata,
+    # A consumer group (Kafka's GroupMetadata): its generation moves on every rebalance.
+    Column("group_id", String(255), primary_key=True),
+    Column("generation_id", Integer, nullable=False, server_default="0"),
+    Column("state", String(32), nullable=False),  # GroupState name
+    Column("protocol", String(64), nullable=False, server_default="range"),
+    Column("leader_member_id", String(255), nullable=True),
+    Column("state_changed_ms", BigInteger, nullable=False),
+)
+
+group_member = Table(
+    "group_member", controller_metadata,
+    # A REST Proxy consumer instance: a member of its group, with its own settings.
+    Column("group_id", String(255), ForeignKey("consumer_group.group_id", ondelete="CASCADE"), primary_key=True),
+    Column("instance_id", String(255), primary_key=True),
+    Column("member_id", String(255), nullable=False, unique=True),
+    Column("client_id", String(255), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("auto_offset_reset", String(16), nullable=False),
+    Column("auto_commit_enable", Boolean, nullable=False),
+    Column("auto_commit_interval_ms", Integer, nullable=False),
+    Column("isolation_level", String(32), nullable=False),
+    Column("fetch_min_bytes", Integer, nullable=False),
+    Column("request_timeout_ms", Integer, nullable=False),
+    Column("subscription", String(8192), nullable=True),  # JSON list of topics
+    Column("topic_pattern", String(1024), nullable=True),
+    Column("manual_assignment", Boolean, nullable=False, server_default="0"),
+    Column("generation_id", Integer, nullable=False, server_default="0"),  # the generation it last joined
+    Column("last_seen_ms", BigInteger, nullable=False),
+    Column("last_auto_commit_ms", BigInteger, nullable=False, server_default="0"),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+member_assignment = Table(
+    "member_assignment", controller_metadata,
+    # The partitions a member owns (group-assigned in the current generation, or assigned by hand),
+    # and its position in each: the next offset it will fetch (NULL: not looked up yet).
+    Column("group_id", String(255), primary_key=True),
+    Column("instance_id", String(255), primary_key=True),
+    Column("topic_name", String(249), primary_key=True),
+    Column("partition_id", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=True),
+)
+
 lease = Table(
     "lease", controller_metadata,
     Column("name", String(64), primary_key=True),

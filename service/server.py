@@ -12,6 +12,8 @@ from service.clock import SYSTEM_CLOCK, Clock
 from service.config import Config
 from service.controller import Controller
 from service.db import Database, upgrade
+from service.groups.consumer import ConsumerFetcher
+from service.groups.coordinator import GroupCoordinator
 from service.groups.offsets import OffsetMetadataManager
 from service.producer_id_manager import ProducerIdManager
 from service.replica_manager import ReplicaManager
@@ -31,6 +33,9 @@ class DlogServer:
                                                               self.replica_manager)
         self.replica_manager.transaction_coordinator = self.transaction_coordinator
         self.offset_manager = OffsetMetadataManager(self.db)
+        self.group_coordinator = GroupCoordinator(self.db, self.controller, config, clock)
+        self.consumer_fetcher = ConsumerFetcher(self.group_coordinator, self.replica_manager, self.offset_manager,
+                                                clock)
         self.background = BackgroundDuties(self.db, config, clock, [
             Duty("elect-leaders", 1000, self.controller.elect_leaders),
             Duty("replicate", 0, self.replica_manager.replicate_all),
@@ -38,6 +43,8 @@ class DlogServer:
             Duty("transaction-recovery", 1000, self.transaction_coordinator.complete_prepared_transactions),
             Duty("transaction-timeouts", config.transaction_abort_interval_ms,
                  self.transaction_coordinator.abort_timed_out_transactions),
+            Duty("consumer-expiration", 1000, self.group_coordinator.expire_instances),
+            Duty("group-metadata-changes", 2000, self.group_coordinator.rebalance_on_metadata_change),
             Duty("retention", config.log_retention_check_interval_ms, self.replica_manager.apply_retention),
             Duty("producer-expiration", config.producer_id_expiration_check_interval_ms,
                  self.replica_manager.remove_expired_producers),
@@ -72,6 +79,26 @@ class DlogServer:
             check = self.group_coordinator.member_check(group_id, generation_id, member_id)
         self.transaction_coordinator.handle_txn_offset_commit(transactional_id, producer_id, producer_epoch,
                                                               group_id, offsets, check)
+
+    def seek_to_edge(self, group_id: str, instance_id: str, partitions: list[tuple[str, int]],
+                     beginning: bool) -> None:
+        """Seek an instance's partitions to the log start, or to the end it can read (the HW, or
+        the LSO for read_committed instances)."""
+        member = self.group_coordinator.member(group_id, instance_id)
+        image = self.controller.image()
+        positions = []
+        for topic_name, partition in partitions:
+            o = self.replica_manager.offsets(image.topic(topic_name), partition)
+            end = o.last_stable_offset if member.isolation_level == "read_committed" else o.high_watermark
+            positions.append((topic_name, partition, o.log_start_offset if beginning else end))
+        self.group_coordinator.seek(group_id, instance_id, positions)
+
+    def seek_to_timestamps(self, group_id: str, instance_id: str, timestamps: list[tuple[str, int, int]]) -> None:
+        """Seek an instance's partitions to the first records at or after each timestamp."""
+        self.group_coordinator.member(group_id, instance_id)
+        image = self.controller.image()
+        self.group_coordinator.seek(group_id, instance_id, [
+            (t, p, self.replica_manager.offset_for_timestamp(image.topic(t), p, ts)) for t, p, ts in timestamps])
 
     def shut_down(self) -> None:
         self.background.stop()
