@@ -53,11 +53,44 @@ class ReplicaFetcher:
         None when the step cannot run: no leader, or the leader or follower broker is offline
         (a stopped broker neither serves nor fetches).
         """
-        if state.leader == NO_LEADER or follower_id == state.leader or follower_id not in state.replicas:
-            return None
+        results = self.fetch_round(topic, state, [follower_id], max_records)
+        return results.get(follower_id)
+
+    def fetch_round(self, topic: TopicMetadata, state: PartitionState, follower_ids: list[int] | None = None,
+                    max_records: int = MAX_RECORDS_PER_STEP) -> dict[int, StepResult]:
+        """Steps 1 and 2 for each follower, then step 3 once for all of them: one write on the
+        leader's file records every follower's position and advances the HW."""
+        if state.leader == NO_LEADER:
+            return {}
         image = self.controller.image()
-        if not image.broker(state.leader).online or not image.broker(follower_id).online:
-            return None
+        if not image.broker(state.leader).online:
+            return {}
+        if follower_ids is None:
+            follower_ids = [b for b in state.replicas if b != state.leader]
+        results: dict[int, StepResult] = {}
+        copied: list[tuple[int, int]] = []
+        snapshot = None
+        for follower_id in follower_ids:
+            if follower_id == state.leader or follower_id not in state.replicas or not image.broker(follower_id).online:
+                continue
+            outcome = self._copy(state, follower_id, max_records)
+            if isinstance(outcome, StepResult):
+                results[follower_id] = outcome
+                continue
+            snapshot, leo, count = outcome
+            results[follower_id] = StepResult(count, False, leo, snapshot[0].high_watermark)
+            copied.append((follower_id, leo))
+        if snapshot is None or snapshot[0].log_id < 0 or not copied:
+            return results
+        hw = self._record_positions(topic, state, image, snapshot, copied)
+        if hw is not None:
+            for follower_id, _leo in copied:
+                results[follower_id] = results[follower_id]._replace(high_watermark=hw)
+        return results
+
+    def _copy(self, state: PartitionState, follower_id: int, max_records: int):
+        """Steps 1 and 2 for one follower: a StepResult when it truncated or raced another
+        step, else ((leader log state, leader's follower states), follower LEO, records copied)."""
         leader_engine = self.db.broker(state.leader)
         follower_engine = self.db.broker(follower_id)
         pid = state.partition_id
@@ -71,19 +104,18 @@ class ReplicaFetcher:
             f_epoch = None
 
         followers: dict[int, leader_partition.FollowerState] = {}
+        l_epoch, l_end = UNDEFINED_EPOCH, 0
         with self.db.read(leader_engine) as conn:
             lstate = unified_log.load(conn, state.topic_id, pid)
             if lstate is None:
                 lstate = unified_log.LogState(-1, 0, 0, 0, 0)
-                l_epoch, l_end = UNDEFINED_EPOCH, 0
             else:
                 followers = leader_partition.follower_states(conn, lstate.log_id, state.leader_epoch)
-            if lstate.log_id < 0:
-                pass
-            elif f_epoch is not None:
-                l_epoch, l_end = leader_epoch_cache.end_offset_for(conn, lstate.log_id, f_epoch, lstate.log_end_offset)
-            else:
-                l_epoch, l_end = UNDEFINED_EPOCH, lstate.log_end_offset
+                if f_epoch is not None:
+                    l_epoch, l_end = leader_epoch_cache.end_offset_for(conn, lstate.log_id, f_epoch,
+                                                                       lstate.log_end_offset)
+                else:
+                    l_end = lstate.log_end_offset
 
         # 1. Divergence: truncate the follower to where its history and the leader's agree.
         target = fstate.log_end_offset
@@ -128,28 +160,34 @@ class ReplicaFetcher:
                     return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark)
                 follower_leo = unified_log.append_as_follower(
                     conn, current, rows, lstate.high_watermark, batches).log_end_offset
+        return (lstate, followers), follower_leo, len(rows)
 
-        # 3. Tell the leader where the follower is; it may advance the HW.
-        if lstate.log_id < 0:
-            return StepResult(len(rows), False, follower_leo, 0)
-        topic_min_isr = min(topic.log_config.min_insync_replicas, topic.replication_factor)
+    def _record_positions(self, topic: TopicMetadata, state: PartitionState, image, snapshot,
+                          copied: list[tuple[int, int]]) -> int | None:
+        """Step 3: the leader records where the followers are and may advance the HW; followers
+        that caught up to the HW rejoin the ISR. Returns the HW, or None if nothing was due."""
+        lstate, followers = snapshot
+        min_isr = min(topic.log_config.min_insync_replicas, topic.replication_factor)
         now = self.clock.milliseconds()
-        if not self._leader_update_due(state, lstate, followers, follower_id, follower_leo, topic_min_isr, now):
-            return StepResult(len(rows), False, follower_leo, lstate.high_watermark)
-        with self.db.write(leader_engine) as conn:
-            current = unified_log.load(conn, state.topic_id, pid)
+        if not any(self._leader_update_due(state, lstate, followers, f, leo, min_isr, now) for f, leo in copied):
+            return None
+        joins = []
+        with self.db.write(self.db.broker(state.leader)) as conn:
+            current = unified_log.load(conn, state.topic_id, state.partition_id)
             assert current is not None
             leader_epoch_cache.assign(conn, current.log_id, state.leader_epoch, current.log_end_offset)
-            followers = leader_partition.follower_states(conn, current.log_id, state.leader_epoch)
-            followers[follower_id] = leader_partition.update_follower_fetch_state(
-                conn, current, state, follower_id, follower_leo, lstate.log_end_offset, now,
-                known=followers.get(follower_id))
-            hw = leader_partition.maybe_increment_leader_hw(conn, current, state, topic_min_isr, followers)
-            joins = follower_id not in state.isr and leader_partition.may_join_isr(
-                conn, current._replace(high_watermark=hw), state, follower_leo)
-        if joins and image.broker(follower_id).online:
-            self.controller.alter_partition_isr(state, [*state.isr, follower_id])
-        return StepResult(len(rows), False, follower_leo, hw)
+            known = leader_partition.follower_states(conn, current.log_id, state.leader_epoch)
+            for follower_id, leo in copied:
+                known[follower_id] = leader_partition.update_follower_fetch_state(
+                    conn, current, state, follower_id, leo, lstate.log_end_offset, now, known=known.get(follower_id))
+            hw = leader_partition.maybe_increment_leader_hw(conn, current, state, min_isr, known)
+            for follower_id, leo in copied:
+                if follower_id not in state.isr and leader_partition.may_join_isr(
+                        conn, current._replace(high_watermark=hw), state, leo):
+                    joins.append(follower_id)
+        if joins:
+            self.controller.alter_partition_isr(state, [*state.isr, *joins])
+        return hw
 
     def _leader_update_due(self, state: PartitionState, lstate: unified_log.LogState,
                            followers: dict[int, leader_partition.FollowerState], follower_id: int,

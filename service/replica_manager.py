@@ -55,6 +55,7 @@ class ReplicaManager:
         self._fetcher_thread = ReplicaFetcherThread(self)
         self._acks0_executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self._drivers: dict[tuple[str, int], _RoundDriver] = {}
 
     # ------------------------------------------------------------------ produce
     def append_records(self, topic: TopicMetadata, batches: Mapping[int, Sequence[Record]], acks: Acks,
@@ -211,15 +212,26 @@ class ReplicaManager:
 
     # ------------------------------------------------------------------ replication
     def replicate_partition(self, topic: TopicMetadata, state: PartitionState) -> bool:
-        """One fetch step for every follower of a partition; True if any step changed a file."""
-        progress = False
-        for follower_id in state.replicas:
-            if follower_id == state.leader:
-                continue
-            result = self.fetcher.fetch_step(topic, state, follower_id)
-            if result is not None and (result.copied or result.truncated):
-                progress = True
-        return progress
+        """One replication round for a partition (every follower copies, then one write on the
+        leader records them); True if any file changed. Within a process one thread at a time
+        runs a partition's round: other callers wait for it instead of repeating it."""
+        driver = self._driver(state.topic_id, state.partition_id)
+        if not driver.acquire(blocking=False):
+            driver.wait_for_round(0.02)
+            return True  # another thread ran a round meanwhile: look at the HW again
+        try:
+            results = self.fetcher.fetch_round(topic, state)
+        finally:
+            driver.release()
+        return any(r.copied or r.truncated for r in results.values())
+
+    def _driver(self, topic_id: str, partition_id: int) -> "_RoundDriver":
+        key = (topic_id, partition_id)
+        driver = self._drivers.get(key)
+        if driver is None:
+            with self._executor_lock:
+                driver = self._drivers.setdefault(key, _RoundDriver())
+        return driver
 
     def start_fetcher_thread(self) -> None:
         """Start this process's fetcher thread: it replicates a partition right after this
@@ -235,12 +247,15 @@ class ReplicaManager:
         copied = 0
         for topic in self.controller.image().topics.values():
             for state in topic.partitions:
-                for follower_id in state.replicas:
-                    for _ in range(20):
-                        result = self.fetcher.fetch_step(topic, state, follower_id)
-                        if result is None or not (result.copied or result.truncated):
-                            break
-                        copied += result.copied
+                if len(state.replicas) < 2:
+                    continue
+                for _ in range(20):
+                    driver = self._driver(state.topic_id, state.partition_id)
+                    with driver:
+                        results = self.fetcher.fetch_round(topic, state)
+                    copied += sum(r.copied for r in results.values())
+                    if not any(r.copied or r.truncated for r in results.values()):
+                        break
         return copied
 
     def maybe_shrink_isr(self) -> int:
@@ -452,6 +467,37 @@ class ReplicaManager:
                     unified_log.delete_log(conn, row.log_id)
                 removed += 1
         return removed
+
+
+class _RoundDriver:
+    """Per partition and process: who runs the replication round now, and a condition the
+    others wait on until that round ends (so N waiting produces cause one round, not N)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._round = 0
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return self._lock.acquire(blocking)
+
+    def __enter__(self) -> "_RoundDriver":
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        self._lock.release()
+        with self._cond:
+            self._round += 1
+            self._cond.notify_all()
+
+    def wait_for_round(self, timeout: float) -> None:
+        with self._cond:
+            seen = self._round
+            self._cond.wait_for(lambda: self._round != seen, timeout)
 
 
 class ReplicaFetcherThread:

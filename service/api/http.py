@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -113,11 +114,21 @@ def require_accept(*offered: str) -> str:
     return chosen
 
 
+if sys.version_info >= (3, 11):
+    def _b64decode_strict(data: str) -> bytes:
+        # What base64.b64decode(data, validate=True) runs on 3.11+, without its two Python frames
+        # (about 0.4 us per record). A non-ASCII str raises UnicodeEncodeError, a ValueError, as there.
+        return binascii.a2b_base64(data.encode("ascii"), strict_mode=True)
+else:  # pragma: no cover - Python 3.10
+    def _b64decode_strict(data: str) -> bytes:
+        return base64.b64decode(data, validate=True)
+
+
 def b64decode(data: Any, what: str) -> bytes:
     if not isinstance(data, str):
         raise RestError(400, f"Bad Request: {what} data={_short(data)} is not a base64 string.", 400)
     try:
-        return base64.b64decode(data, validate=True)
+        return _b64decode_strict(data)
     except (binascii.Error, ValueError):
         raise RestError(400, f"Bad Request: {what} data={_short(data)} is not a valid base64 string.", 400) from None
 

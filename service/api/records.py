@@ -27,6 +27,7 @@ INT16_MAX = 2**15 - 1
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 _SCHEMA_TYPES = ("AVRO", "JSONSCHEMA", "PROTOBUF")
+_DATA_FIELDS = frozenset({"type", "data", "subject", "schema_id", "schema_version", "subject_name_strategy", "schema"})
 
 
 class ParsedRecord(NamedTuple):
@@ -40,6 +41,8 @@ class ParsedRecord(NamedTuple):
 
 def parse_producer_fields(obj: dict, sequence_field: str, where: str) -> tuple[int, int, int] | None:
     """``producer_id``, ``producer_epoch`` and a sequence, all three or none; 400 otherwise."""
+    if obj.get("producer_id") is None and obj.get("producer_epoch") is None and obj.get(sequence_field) is None:
+        return None  # the common case, checked without building lists
     fields = ("producer_id", "producer_epoch", sequence_field)
     present = [f for f in fields if obj.get(f) is not None]
     if not present:
@@ -60,8 +63,8 @@ def _data(field: str, obj: Any) -> tuple[bytes | None, dict | None]:
         return None, None
     if not isinstance(obj, dict):
         raise RestError(400, f"Bad Request: {field} must be an object with type and data.", 400)
-    unknown = set(obj) - {"type", "data", "subject", "schema_id", "schema_version", "subject_name_strategy", "schema"}
-    if unknown:
+    if not _DATA_FIELDS.issuperset(obj):
+        unknown = set(obj) - _DATA_FIELDS
         raise RestError(400, f"Bad Request: unrecognized field(s) {sorted(unknown)} in {field}.", 400)
     kind = obj.get("type", "BINARY")
     if not isinstance(kind, str):

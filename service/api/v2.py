@@ -123,8 +123,8 @@ def _v2_records(body: Any, fmt: str) -> list[tuple[int | None, Record]]:
     for index, r in enumerate(records):
         if not isinstance(r, dict):
             raise RestError(422, f"Record {index} must be a JSON object.", 422)
-        unknown = set(r) - _V2_RECORD_FIELDS
-        if unknown:
+        if not _V2_RECORD_FIELDS.issuperset(r):
+            unknown = set(r) - _V2_RECORD_FIELDS
             raise RestError(422, f"Unrecognized field(s) in record {index}: {', '.join(sorted(unknown))}", 422)
         partition = r.get("partition")
         if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int)):
