@@ -16,12 +16,15 @@ Nothing here imports Flask or touches a data directory: the CLI works against an
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shlex
+import signal
 import sys
+import threading
 from urllib.parse import quote
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import click
 import requests
@@ -157,6 +160,8 @@ class Client:
         except requests.exceptions.Timeout:
             raise self._timeout(method, path) from None
         except requests.exceptions.ConnectionError as exc:
+            if _dropped(exc):
+                raise self._dropped(method, path) from None
             raise self._unreachable(exc) from None
         if resp.status_code >= 400:
             raise _error_from_response(resp)
@@ -165,6 +170,13 @@ class Client:
     def _unreachable(self, exc: Exception) -> DlogHTTPError:
         return DlogHTTPError(f"Cannot reach dlog at {self.url}: {_reason(exc)}. Is `dlog serve` running? "
                              "(--url or DLOG_URL choose the server)", exit_code=EXIT_UNAVAILABLE)
+
+    def _dropped(self, method: str, path: str) -> DlogHTTPError:
+        if method == "GET":
+            return DlogHTTPError(f"{self.url} closed the connection before answering GET {path}.",
+                                 exit_code=EXIT_UNAVAILABLE)
+        return DlogHTTPError(f"{self.url} closed the connection before answering {method} {path}. The outcome is "
+                             "unknown: the request may or may not have taken effect.", exit_code=EXIT_TIMEOUT)
 
     def _timeout(self, method: str, path: str) -> DlogHTTPError:
         note = " The outcome is unknown: the request may or may not have taken effect." if method != "GET" else ""
@@ -209,6 +221,12 @@ def _json_or_none(resp: requests.Response) -> Any:
         return resp.json()
     except ValueError:
         return None
+
+
+def _dropped(exc: Exception) -> bool:
+    """The server accepted the connection, then closed it without an answer."""
+    text = str(exc)
+    return any(marker in text for marker in ("Connection aborted", "RemoteDisconnected", "reset by peer"))
 
 
 def _reason(exc: Exception) -> str:
@@ -273,3 +291,19 @@ def stderr_is_tty() -> bool:
     except (AttributeError, ValueError):
         return False
 
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt (in the main thread only), so cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli import broker, cluster, consume, produce, serve, topic
+from cli import bench, broker, cluster, consume, group, produce, serve, topic, txn
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -32,11 +32,14 @@ def cli() -> None:
         dlog topic create orders -p 3 -r 1
         printf 'k1:hello\\nk2:world\\n' | dlog produce orders -k ':'
         dlog consume orders -e -f '%p/%o %k=%v\\n'
+        dlog consume orders --group billing -e
+        dlog group describe billing
+        dlog bench -n 100000 -c 8
     """
 
 
 serve.register(cli)
-for module in (cluster, broker, topic, produce, consume):
+for module in (cluster, broker, topic, produce, consume, group, txn, bench):
     module.register(cli)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import re
+import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 import click
@@ -165,7 +167,8 @@ def json_line(r: Consumed) -> bytes:
 
 # ---------------------------------------------------------------------------- offsets
 class OffsetSpec(NamedTuple):
-    """One end of an offset range: ``base`` is start, end or abs; ``delta`` counts from it."""
+    """One end of an offset range: ``base`` is start, end, abs or ts; ``delta`` counts from it
+    (for ts: the timestamp in epoch ms, which the caller turns into an abs offset)."""
 
     base: str
     delta: int
@@ -175,24 +178,58 @@ class OffsetSpec(NamedTuple):
             offset = log_start + self.delta
         elif self.base == "end":
             offset = end - self.delta
-        else:
+        elif self.base == "abs":
             offset = self.delta
+        else:
+            raise ValueError("a timestamp offset must be looked up first")
         return min(max(offset, log_start), end)
 
 
 _START = ("start", "oldest", "beginning", "earliest")
 _END = ("end", "newest", "latest")
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_RELATIVE = re.compile(r"-(\d+)(ms|s|m|h|d)")
+TIMESTAMP_HELP = ("@T: the first record whose timestamp is at or after T, where T is epoch milliseconds "
+                  "(13 digits) or seconds (10 digits), an ISO-8601 date or time (2024-05-01, "
+                  "2024-05-01T12:00:00Z; UTC unless it names a zone), now, or a time ago (-15m, -2h, "
+                  "-1d; units ms s m h d)")
 
 
-def parse_offset_spec(text: str, what: str = "'-o' / '--offset'") -> OffsetSpec:
+def parse_timestamp(text: str, now_ms: int | None = None) -> int:
+    """A timestamp as epoch milliseconds (see ``TIMESTAMP_HELP``); ValueError when malformed."""
+    t = text.strip()
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if t.lower() == "now":
+        return now
+    relative = _RELATIVE.fullmatch(t.lower())
+    if relative:
+        return max(0, now - int(relative.group(1)) * _UNITS_MS[relative.group(2)])
+    if t.isdigit():
+        return int(t) * 1000 if len(t) == 10 else int(t)
+    iso = t[:-1] + "+00:00" if t[-1:] in ("Z", "z") else t
+    dt = datetime.fromisoformat(iso)  # ValueError when it is not ISO-8601
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    ms = (dt - _EPOCH) // timedelta(milliseconds=1)
+    if ms < 0:
+        raise ValueError("before 1970")
+    return ms
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def parse_offset_spec(text: str, what: str = "'-o' / '--offset'", now_ms: int | None = None) -> OffsetSpec:
     t = text.strip().lower()
     if t in _START:
         return OffsetSpec("start", 0)
     if t in _END:
         return OffsetSpec("end", 0)
     if t.startswith("@"):
-        raise click.BadParameter(f"{text!r}: timestamp offsets (@...) are not implemented yet; use start, end, "
-                                 "N, +N or -N.", param_hint=what)
+        try:
+            return OffsetSpec("ts", parse_timestamp(text.strip()[1:], now_ms))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not a timestamp. {TIMESTAMP_HELP}.", param_hint=what) from None
     try:
         if t.startswith("+"):
             return OffsetSpec("start", _non_negative(t[1:]))
@@ -200,7 +237,8 @@ def parse_offset_spec(text: str, what: str = "'-o' / '--offset'") -> OffsetSpec:
             return OffsetSpec("end", _non_negative(t[1:]))
         return OffsetSpec("abs", _non_negative(t))
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not start, end, N, +N, -N or FROM:TO.", param_hint=what) from None
+        raise click.BadParameter(f"{text!r} is not start, end, N, +N, -N, @TIMESTAMP or FROM:TO.",
+                                 param_hint=what) from None
 
 
 def _non_negative(text: str) -> int:
@@ -209,12 +247,32 @@ def _non_negative(text: str) -> int:
     return int(text)
 
 
+def _split_range(text: str) -> tuple[str, str] | None:
+    """``FROM:TO`` split at its separator, None without one. A timestamp FROM may hold colons
+    itself (12:30:00), so after ``@...`` the separator is the colon that ends the text or is
+    followed by @, +, - or a start/end word."""
+    if not text.startswith("@"):
+        if ":" not in text:
+            return None
+        first, _, second = text.partition(":")
+        return first, second
+    for i, ch in enumerate(text):
+        if ch != ":":
+            continue
+        rest = text[i + 1:].strip().lower()
+        if not rest or rest[0] in "@+-" or rest in _START or rest in _END:
+            return text[:i], text[i + 1:]
+    return None
+
+
 def parse_offset_range(text: str) -> tuple[OffsetSpec, OffsetSpec | None]:
     """``FROM`` or ``FROM:TO`` (``TO`` exclusive; an empty ``FROM`` is start, an empty ``TO``
     follows forever)."""
-    if ":" not in text:
-        return parse_offset_spec(text), None
-    first, _, second = text.partition(":")
-    start = parse_offset_spec(first) if first.strip() else OffsetSpec("start", 0)
-    stop = parse_offset_spec(second) if second.strip() else None
+    now_ms = int(time.time() * 1000)  # one "now" for both ends of @-1h:@now
+    parts = _split_range(text)
+    if parts is None:
+        return parse_offset_spec(text, now_ms=now_ms), None
+    first, second = parts
+    start = parse_offset_spec(first, now_ms=now_ms) if first.strip() else OffsetSpec("start", 0)
+    stop = parse_offset_spec(second, now_ms=now_ms) if second.strip() else None
     return start, stop

@@ -227,8 +227,11 @@ def read(conn: Connection, state: LogState | None, start_offset: int, max_bytes:
         if not rows:
             break
         for row in rows:
-            if aborted and row[7] and any(pid == row[6] and first <= row[0] <= last for pid, first, last in aborted):
-                continue  # a record of an aborted transaction: never shown to read_committed
+            if aborted and row[7] and not row[8] and any(
+                    pid == row[6] and first <= row[0] <= last for pid, first, last in aborted):
+                # A data record of an aborted transaction: never shown to read_committed. Its
+                # ABORT marker (the range's last offset) is kept, so the reader moves past it.
+                continue
             size = len(row[2] or b"") + len(row[3] or b"") + len(row[4] or b"")
             if out and used + size > max_bytes:
                 return FetchDataInfo(out, state.high_watermark, state.log_start_offset, state.log_end_offset, end)

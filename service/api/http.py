@@ -101,8 +101,13 @@ def v2_embedded_format(default: str = "binary") -> str:
 
 def accepts(*offered: str) -> str | None:
     """The first of ``offered`` the Accept header allows (missing Accept allows all)."""
-    if not request.headers.get("Accept"):
+    accept = request.headers.get("Accept")
+    if not accept:
         return offered[0]
+    if accept in offered:
+        # A single media type naming one offered exactly: what best_match would choose, without
+        # parsing the header into a MIMEAccept (about 25 us).
+        return accept
     best = request.accept_mimetypes.best_match(offered)
     return best
 
@@ -134,7 +139,8 @@ def b64decode(data: Any, what: str) -> bytes:
 
 
 def b64encode(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
+    # binascii.b2a_base64(newline=False) is what base64.b64encode runs, minus a Python frame.
+    return None if data is None else binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def _short(value: Any) -> str:

@@ -57,8 +57,9 @@ class ConsumerFetcher:
         deadline = self.clock.monotonic() + wait_ms / 1000.0
         resolved = self._resolve_positions(member, positions, isolation)
         out: list[ConsumerRecord] = []
+        used = 0  # bytes of ``out``, over every pass of the long poll
+        min_bytes = max(1, member.fetch_min_bytes)
         while True:
-            used = 0
             for (topic_name, partition), position in list(resolved.items()):
                 if used >= max_bytes and out:
                     break
@@ -72,12 +73,18 @@ class ConsumerFetcher:
                 if fetched is None:
                     continue
                 new_position, records = fetched
-                resolved[(topic_name, partition)] = new_position
                 for r in records:
-                    if not r.is_control:
-                        out.append(ConsumerRecord(topic_name, partition, r))
-                        used += len(r.key or b"") + len(r.value or b"") + len(r.headers or b"")
-            if used >= max(1, member.fetch_min_bytes) or self.clock.monotonic() >= deadline:
+                    if r.is_control:
+                        continue
+                    size = len(r.key or b"") + len(r.value or b"") + len(r.headers or b"")
+                    if out and used + size > max_bytes:
+                        new_position = r.offset  # does not fit: the next poll returns it first
+                        break
+                    out.append(ConsumerRecord(topic_name, partition, r))
+                    used += size
+                resolved[(topic_name, partition)] = new_position
+            # fetch.min.bytes of 1 (or less) means "any record", even one without bytes.
+            if (out and (min_bytes == 1 or used >= min_bytes)) or self.clock.monotonic() >= deadline:
                 break
             self._wait_for_data(resolved, deadline)
         kept = self._store_positions(member, generation, resolved)

@@ -151,12 +151,18 @@ class GroupCoordinator:
             self._rebalance(conn, group_id, now)
 
     def unsubscribe(self, group_id: str, instance_id: str) -> None:
+        """Kafka's ``unsubscribe``: leaves the subscription and also clears a manual assignment."""
         now = self.clock.milliseconds()
         with self.db.write(self.db.controller) as conn:
             member = self._member(conn, group_id, instance_id)
             conn.execute(update(schema.group_member).where(_m.group_id == group_id, _m.instance_id == instance_id)
-                         .values(subscription=None, topic_pattern=None, last_seen_ms=now))
-            if member.subscription is not None or member.topic_pattern is not None:
+                         .values(subscription=None, topic_pattern=None, manual_assignment=False, last_seen_ms=now))
+            if member.manual_assignment:
+                if member.auto_commit_enable:
+                    self._commit_positions(conn, member, None, now)
+                conn.execute(delete(schema.member_assignment).where(_a.group_id == group_id,
+                                                                     _a.instance_id == instance_id))
+            elif member.subscription is not None or member.topic_pattern is not None:
                 if member.auto_commit_enable:
                     self._commit_positions(conn, member, None, now)
                 conn.execute(delete(schema.member_assignment).where(_a.group_id == group_id,

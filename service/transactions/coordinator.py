@@ -170,9 +170,12 @@ class TransactionCoordinator:
         """EndTxn (3.21): commit or abort the open transaction of ``producer_epoch``.
 
         A retry of an EndTxn that already prepared or completed the same decision succeeds
-        (so a commit retried after a crash reports success).
+        (so a commit retried after a crash reports success); the other decision with that
+        epoch gets INVALID_TXN_STATE (Kafka's transactions V2 table).
 
         :raises INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED, INVALID_TXN_STATE.
+        :raises CONCURRENT_TRANSACTIONS: the current epoch while the previous transaction is
+            still completing (retriable; never a success that would lose the new data).
         """
         self._validate_id(transactional_id)
         target = S.PREPARE_COMMIT if commit else S.PREPARE_ABORT
@@ -183,12 +186,22 @@ class TransactionCoordinator:
             if meta is None or meta.producer_id != producer_id:
                 raise KafkaError(Errors.INVALID_PRODUCER_ID_MAPPING,
                                  f"Producer {producer_id} does not own transactional id {transactional_id!r}.")
-            retry = producer_epoch == meta.last_producer_epoch and meta.state in (target, done)
+            # The epoch this producer ended its last transaction with (Kafka V2's
+            # retryOnEpochBump): the same decision again is a retry; the other decision is
+            # INVALID_TXN_STATE, as in Kafka (the producer is not fenced: it owns the id).
+            ended_with = producer_epoch == meta.last_producer_epoch and (meta.state.is_prepare or
+                                                                         meta.state.is_complete)
+            retry = ended_with and meta.state in (target, done)
+            if ended_with and not retry:
+                raise KafkaError(Errors.INVALID_TXN_STATE,
+                                 f"Transaction {transactional_id!r} of epoch {producer_epoch} is "
+                                 f"{meta.state.value}: it cannot be {'committed' if commit else 'aborted'}.")
             if not retry:
                 if producer_epoch != meta.producer_epoch:
                     raise KafkaError(Errors.PRODUCER_FENCED,
                                      f"Epoch {producer_epoch} of {transactional_id!r} is fenced; the current epoch "
                                      f"is {meta.producer_epoch}.")
+                self._refuse_if_completing(meta)  # the previous transaction is still completing
                 if meta.state is not S.ONGOING:
                     raise KafkaError(Errors.INVALID_TXN_STATE,
                                      f"Transaction {transactional_id!r} is {meta.state.value}: there is nothing to "

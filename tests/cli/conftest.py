@@ -51,10 +51,15 @@ def dlog_server(tmp_path_factory) -> Iterator[DlogServer]:
 
 
 @pytest.fixture(scope="session")
-def dlog_url(dlog_server) -> Iterator[str]:
+def dlog_app(dlog_server):
     from service.api import create_app
 
-    served = Served(create_app(server=dlog_server))
+    return create_app(server=dlog_server)
+
+
+@pytest.fixture(scope="session")
+def dlog_url(dlog_app) -> Iterator[str]:
+    served = Served(dlog_app)
     try:
         yield served.url
     finally:
@@ -138,5 +143,69 @@ def stub() -> Iterator[tuple[Stub, Invoke]]:
     served = Served(s)
     try:
         yield s, _invoke(served.url)
+    finally:
+        served.close()
+
+
+# ---------------------------------------------------------------------------- fault proxy
+class Proxy:
+    """The real app behind a hook: ``proxy.hook = fn(method, path, body, forward)`` sees every
+    request; ``forward()`` runs it on the real server and returns ``(status, body)``. The hook
+    returns ``(status, body)`` to answer, ``DROP`` to close the connection without an answer,
+    or None to answer what the real server answered (forwarding first if it has not)."""
+
+    DROP = object()
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.hook: Callable | None = None
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str]] = []
+
+    def __call__(self, environ, start_response):
+        import io
+        import socket
+
+        from werkzeug.test import run_wsgi_app
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        with self.lock:
+            self.requests.append((method, path))
+        answered: list = []
+
+        def forward() -> tuple[int, bytes]:
+            env = dict(environ)
+            env["wsgi.input"] = io.BytesIO(body)
+            app_iter, status, headers = run_wsgi_app(self.app, env, buffered=True)
+            answered[:] = [int(status.split()[0]), b"".join(app_iter), headers.get("Content-Type", "")]
+            return answered[0], answered[1]
+
+        outcome = self.hook(method, path, body, forward) if self.hook else None
+        if outcome is Proxy.DROP:
+            environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+            start_response("500 Dropped", [("Content-Type", "text/plain")])
+            return [b""]
+        if outcome is None:
+            if not answered:
+                forward()
+            status, data, ctype = answered
+        else:
+            status, data = outcome
+            data = data if isinstance(data, bytes) else __import__("json").dumps(data).encode()
+            ctype = "application/json"
+        start_response(f"{status} X", [("Content-Type", ctype or "application/json"),
+                                       ("Content-Length", str(len(data)))])
+        return [data]
+
+
+@pytest.fixture
+def proxy(dlog_app) -> Iterator[tuple[Proxy, Invoke, str]]:
+    """``(proxy, dlog, url)``: the CLI against the real server behind a ``Proxy``."""
+    p = Proxy(dlog_app)
+    served = Served(p)
+    try:
+        yield p, _invoke(served.url), served.url
     finally:
         served.close()

@@ -27,7 +27,8 @@ def test_command_tree():
     paths = {" ".join(p) for p, _ in COMMANDS}
     assert {"cluster info", "cluster health", "broker list", "broker describe", "broker stop", "broker start",
             "topic create", "topic list", "topic describe", "topic alter-config", "topic add-partitions",
-            "topic delete", "produce", "consume", "serve", "db upgrade"} <= paths
+            "topic delete", "produce", "consume", "serve", "db upgrade", "group list", "group describe",
+            "group seek", "group delete", "txn list", "txn describe", "bench"} <= paths
 
 
 @pytest.mark.parametrize("path,command", COMMANDS, ids=[" ".join(p) or "dlog" for p, _ in COMMANDS])
@@ -69,6 +70,8 @@ def test_cli_does_not_import_flask_or_storage(dlog_url):
         "from cli.main import cli\n"
         f"cli(['topic', 'list', '--url', {dlog_url!r}], standalone_mode=False)\n"
         f"cli(['cluster', 'info', '--url', {dlog_url!r}], standalone_mode=False)\n"
+        f"cli(['group', 'list', '--url', {dlog_url!r}], standalone_mode=False)\n"
+        f"cli(['txn', 'list', '--url', {dlog_url!r}], standalone_mode=False)\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('flask', 'sqlalchemy', 'alembic', 'werkzeug')\n"
         "       or m in ('service.db', 'service.server', 'service.controller', 'service.api')]\n"
         "assert not bad, bad\n"
