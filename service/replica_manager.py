@@ -22,6 +22,7 @@ from service.controller import Controller, PartitionState, TopicMetadata
 from service.db import Database
 from service.errors import Errors, KafkaError
 from service.faults import crash_point
+from service.group_commit import GroupCommit
 from service.log import FetchDataInfo, LogAppendInfo
 from service.producer_state import ProducerBatch
 from service.replica_fetcher import ReplicaFetcher
@@ -51,6 +52,7 @@ class ReplicaManager:
         self.config = config
         self.clock = clock
         self.transaction_coordinator = None  # set by DlogServer (AddPartitionsToTxn before transactional appends)
+        self._group_commit = GroupCommit()
         self.fetcher = ReplicaFetcher(db, controller, clock, config.replica_lag_time_max_ms)
         self._fetcher_thread = ReplicaFetcherThread(self)
         self._acks0_executor: ThreadPoolExecutor | None = None
@@ -156,20 +158,39 @@ class ReplicaManager:
             raise KafkaError(Errors.NOT_ENOUGH_REPLICAS,
                              f"The in-sync replicas of {topic.topic_name}-{partition_id} are {list(state.isr)}, "
                              f"fewer than min.insync.replicas={min_isr}; nothing was written.")
-        with self.db.write(self.db.broker(leader)) as conn:
-            log_state = unified_log.load_or_create(conn, state.topic_id, state.topic_name, partition_id)
-            info = unified_log.append_as_leader(
-                conn, log_state, records, state.leader_epoch, self.clock.milliseconds(),
-                log_append_time=topic.log_config.message_timestamp_type == "LogAppendTime", producer=producer)
-            if info.duplicate:
-                return state, info
-            followers = leader_partition.ensure_follower_states(conn, log_state, state, self.clock.milliseconds())
-            leader_partition.maybe_increment_leader_hw(
-                conn, log_state._replace(log_end_offset=info.last_offset + 1), state, min_isr, followers)
+        log_append_time = topic.log_config.message_timestamp_type == "LogAppendTime"
+        info = self._group_commit.submit(
+            (leader, state.topic_id, partition_id, state.leader_epoch), (records, producer),
+            lambda items: self._append_batches(state, leader, min_isr, log_append_time, items))
+        if info.duplicate:
+            return state, info
         crash_point("produce.after_append")
         if len(state.replicas) > 1:
             self._fetcher_thread.wake(topic.topic_name, partition_id)
         return state, info
+
+    def _append_batches(self, state: PartitionState, leader: int, min_isr: int, log_append_time: bool,
+                        items: Sequence[tuple[Sequence[Record], ProducerBatch]]) -> list:
+        """Append several batches (of concurrent requests) in one write transaction on the
+        leader's file, in order; a batch refused by its producer checks fails alone. Then the
+        high watermark moves once for all of them."""
+        results: list = []
+        with self.db.write(self.db.broker(leader)) as conn:
+            log_state = unified_log.load_or_create(conn, state.topic_id, state.topic_name, state.partition_id)
+            now = self.clock.milliseconds()
+            for records, producer in items:
+                try:
+                    info = unified_log.append_as_leader(conn, log_state, records, state.leader_epoch, now,
+                                                        log_append_time=log_append_time, producer=producer)
+                except KafkaError as exc:
+                    results.append(exc)
+                    continue
+                results.append(info)
+                if not info.duplicate:
+                    log_state = log_state._replace(log_end_offset=info.last_offset + 1)
+            followers = leader_partition.ensure_follower_states(conn, log_state, state, now)
+            leader_partition.maybe_increment_leader_hw(conn, log_state, state, min_isr, followers)
+        return results
 
     def _await_high_watermark(self, topic: TopicMetadata, state: PartitionState, required: int,
                               deadline: float) -> None:
