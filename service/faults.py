@@ -18,6 +18,10 @@ _POINTS = frozenset(p.strip() for p in os.environ.get(ENV, "").split(",") if p.s
 # Every point the code knows, so tests can check they exist.
 KNOWN_POINTS = {
     "produce.after_append": "the leader's append committed; the produce has not answered",
+    "txn.after_prepare": "EndTxn's PrepareCommit/PrepareAbort is durable in controller.db; no marker written",
+    "txn.after_marker": "one partition's COMMIT/ABORT marker is written; the others may not be",
+    "txn.before_complete": "every marker is written; CompleteCommit/CompleteAbort is not",
+    "txn.after_complete": "the transaction is complete in controller.db; EndTxn has not answered",
 }
 
 

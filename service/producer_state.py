@@ -239,6 +239,7 @@ def truncate_and_reload(conn: Connection, log_id: int, offset: int) -> None:
 
 
 def clear(conn: Connection, log_id: int) -> None:
+    """Forget a log's batches, producers and completed transactions (the log restarts empty)."""
     conn.execute(delete(schema.record_batch).where(_b.log_id == log_id))
     conn.execute(delete(schema.producer_state).where(_s.log_id == log_id))
     conn.execute(delete(schema.transaction_index).where(schema.transaction_index.c.log_id == log_id))
@@ -291,11 +292,6 @@ def delete_batches_below(conn: Connection, log_id: int, offset: int) -> None:
         newer.c.base_offset > _b.base_offset).scalar_subquery()
     conn.execute(delete(schema.record_batch).where(
         _b.log_id == log_id, _b.last_offset < offset, newer_count >= NUM_BATCHES_TO_RETAIN))
-
-
-def clear(conn: Connection, log_id: int) -> None:
-    conn.execute(delete(schema.record_batch).where(_b.log_id == log_id))
-    conn.execute(delete(schema.producer_state).where(_s.log_id == log_id))
 
 
 def remove_expired_producers(conn: Connection, log_id: int, now_ms: int, expiration_ms: int) -> int:

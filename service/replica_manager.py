@@ -58,6 +58,9 @@ class ReplicaManager:
         self._acks0_executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._drivers: dict[tuple[str, int], _RoundDriver] = {}
+        # Per partition: the files' data_version after a background round found nothing to
+        # copy. A cache only: any commit to those files, or time, makes the round run again.
+        self._idle_rounds: dict[tuple[str, int], tuple] = {}
 
     # ------------------------------------------------------------------ produce
     def append_records(self, topic: TopicMetadata, batches: Mapping[int, Sequence[Record]], acks: Acks,
@@ -266,17 +269,27 @@ class ReplicaManager:
         """Background duty: replicate every partition until its followers are caught up (or a
         bounded number of steps). Returns the number of records copied."""
         copied = 0
-        for topic in self.controller.image().topics.values():
+        image = self.controller.image()
+        versions = {b.broker_id: (b.online, self.db.data_version(self.db.broker(b.broker_id))) for b in image.brokers}
+        now = self.clock.milliseconds()
+        refresh_ms = max(1, self.config.replica_lag_time_max_ms // 4)
+        for topic in image.topics.values():
             for state in topic.partitions:
-                if len(state.replicas) < 2:
+                if len(state.replicas) < 2 or state.leader == NO_LEADER:
                     continue
+                key = (state.topic_id, state.partition_id)
+                signature = (state.leader_epoch, state.isr, tuple(versions.get(b) for b in state.replicas))
+                idle = self._idle_rounds.get(key)
+                if idle is not None and idle[0] == signature and now - idle[1] < refresh_ms:
+                    continue  # nothing was written to these files since a round found nothing to do
                 for _ in range(20):
-                    driver = self._driver(state.topic_id, state.partition_id)
-                    with driver:
+                    with self._driver(state.topic_id, state.partition_id):
                         results = self.fetcher.fetch_round(topic, state)
                     copied += sum(r.copied for r in results.values())
                     if not any(r.copied or r.truncated for r in results.values()):
                         break
+                after = tuple((versions[b][0], self.db.data_version(self.db.broker(b))) for b in state.replicas)
+                self._idle_rounds[key] = ((state.leader_epoch, state.isr, after), now)
         return copied
 
     def maybe_shrink_isr(self) -> int:

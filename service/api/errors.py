@@ -36,7 +36,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         status = exc.code or 500
-        return json_response({"error_code": status, "message": f"HTTP {status} {exc.name}"}, status)
+        # Keep the exception's own headers but its HTML content type: a 405 must say which
+        # methods the resource allows (``Allow``, RFC 9110 15.5.6).
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return json_response({"error_code": status, "message": f"HTTP {status} {exc.name}"}, status, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -40,7 +40,8 @@ _V3_RECORD = {
 }
 
 _BODIES = {
-    ("post", "/v3/clusters/{cid}/topics"): {"type": "object", "required": ["topic_name"], "properties": {
+    ("post", "/v3/clusters/{cid}/topics"): {"type": "object", "required": ["topic_name"], "additionalProperties": False,
+                                            "properties": {
         "topic_name": {"type": "string"}, "partitions_count": {"type": "integer"},
         "replication_factor": {"type": "integer"}, "validate_only": {"type": "boolean"},
         "replicas_assignments": {"type": "object"},
@@ -63,13 +64,15 @@ _BODIES = {
     ("post", "/topics/{topic_name}/partitions/{partition_id}"): {"$ref": "#/components/schemas/V2ProduceRequest"},
 }
 
+# Query parameters per (method, path): a produce's acks do not belong to the GET of the same path.
 _QUERY = {
-    "/v3/clusters/{cid}/topics/{topic_name}/records": ("acks", "timeout_ms"),
-    "/v3/clusters/{cid}/topics/{topic_name}/records:batch": ("acks", "timeout_ms"),
-    "/topics/{topic_name}": ("acks", "timeout_ms"),
-    "/topics/{topic_name}/partitions/{partition_id}": ("acks", "timeout_ms"),
-    "/topics/{topic_name}/partitions/{partition_id}/records": ("offset", "max_bytes", "timeout", "isolation_level"),
-    "/v3/clusters/{cid}/topics/{topic}/partitions/{partition_id}/offset": ("offset_type",),
+    ("post", "/v3/clusters/{cid}/topics/{topic_name}/records"): ("acks", "timeout_ms"),
+    ("post", "/v3/clusters/{cid}/topics/{topic_name}/records:batch"): ("acks", "timeout_ms"),
+    ("post", "/topics/{topic_name}"): ("acks", "timeout_ms"),
+    ("post", "/topics/{topic_name}/partitions/{partition_id}"): ("acks", "timeout_ms"),
+    ("get", "/topics/{topic_name}/partitions/{partition_id}/records"): ("offset", "max_bytes", "timeout",
+                                                                        "isolation_level"),
+    ("get", "/v3/clusters/{cid}/topics/{topic}/partitions/{partition_id}/offset"): ("offset_type",),
 }
 _QUERY_SCHEMAS = {
     "acks": {"type": "string", "enum": ["0", "1", "all", "-1"]},
@@ -92,21 +95,29 @@ def build_spec(app: Flask) -> dict:
     spec.components.schema("ProduceRecord", _V3_RECORD)
     spec.components.schema("V2ProduceRequest", {"type": "object", "required": ["records"], "properties": {
         "records": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
-            "key": {}, "value": {}, "partition": {"type": "integer"}}}}}})
+            "key": {}, "value": {}, "partition": {"type": "integer", "nullable": True},
+            "headers": {"type": "array", "nullable": True}, "timestamp": {"type": "integer", "nullable": True}},
+            "additionalProperties": False}},
+        "key_schema": {}, "key_schema_id": {}, "value_schema": {}, "value_schema_id": {},
+        "producer_id": {"type": "integer", "nullable": True},
+        "producer_epoch": {"type": "integer", "nullable": True},
+        "base_sequence": {"type": "integer", "nullable": True},
+        "transactional_id": {"type": "string", "nullable": True}},
+        "additionalProperties": False})
     paths: dict[str, dict] = {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
         path = _CONVERTER.sub(lambda m: "{" + m.group("name") + "}", rule.rule)
-        params = [{"name": m.group("name"), "in": "path", "required": True,
-                   "schema": {"type": "integer"} if m.group("conv") == "int" else {"type": "string"}}
-                  for m in _CONVERTER.finditer(rule.rule)]
-        params += [{"name": q, "in": "query", "required": False, "schema": _QUERY_SCHEMAS[q]}
-                   for q in _QUERY.get(path, ())]
+        path_params = [{"name": m.group("name"), "in": "path", "required": True,
+                        "schema": {"type": "integer"} if m.group("conv") == "int" else {"type": "string"}}
+                       for m in _CONVERTER.finditer(rule.rule)]
         view = app.view_functions[rule.endpoint]
         doc = (view.__doc__ or rule.endpoint).strip()
         summary, _, description = doc.partition("\n\n")
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            params = path_params + [{"name": q, "in": "query", "required": False, "schema": _QUERY_SCHEMAS[q]}
+                                    for q in _QUERY.get((method.lower(), path), ())]
             op: dict = {"operationId": f"{rule.endpoint}.{method.lower()}", "summary": " ".join(summary.split()),
                         "parameters": params, "responses": {"2XX": {"description": "Success"}, **_ERRORS}}
             if description:
