@@ -100,6 +100,10 @@ transaction = Table(
     Column("producer_id", BigInteger, nullable=False),
     Column("producer_epoch", Integer, nullable=False),
     Column("last_producer_epoch", Integer, nullable=False, server_default="-1"),
+    # Epoch exhaustion (KIP-890): the producer id the next transaction uses, and the one the
+    # last transaction ended with, so a retried EndTxn of that one is still recognised.
+    Column("next_producer_id", BigInteger, nullable=False, server_default="-1"),
+    Column("previous_producer_id", BigInteger, nullable=False, server_default="-1"),
     Column("timeout_ms", Integer, nullable=False),
     Column("state", String(32), nullable=False),  # TransactionState name
     Column("start_ms", BigInteger, nullable=True),  # first partition or offsets added

@@ -180,10 +180,16 @@ class TransactionCoordinator:
         self._validate_id(transactional_id)
         target = S.PREPARE_COMMIT if commit else S.PREPARE_ABORT
         done = S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT
+        # An exhausted epoch rotates the producer id after this transaction (KIP-890); the id
+        # is taken before the write transaction (its block comes from controller.db too).
+        fresh_pid = self.producer_id_manager.generate_producer_id() \
+            if producer_epoch + 1 >= MAX_PRODUCER_EPOCH else -1
         now = self.clock.milliseconds()
         with self.db.write(self.db.controller) as conn:
             meta = state_manager.load(conn, transactional_id)
-            if meta is None or meta.producer_id != producer_id:
+            rotated_retry = (meta is not None and meta.previous_producer_id == producer_id
+                             and producer_epoch == meta.last_producer_epoch)
+            if meta is None or (meta.producer_id != producer_id and not rotated_retry):
                 raise KafkaError(Errors.INVALID_PRODUCER_ID_MAPPING,
                                  f"Producer {producer_id} does not own transactional id {transactional_id!r}.")
             # The epoch this producer ended its last transaction with (Kafka V2's
@@ -207,7 +213,9 @@ class TransactionCoordinator:
                                      f"Transaction {transactional_id!r} is {meta.state.value}: there is nothing to "
                                      f"{'commit' if commit else 'abort'}.")
                 meta_after = meta.transition_to(target, now, producer_epoch=meta.producer_epoch + 1,
-                                                last_producer_epoch=meta.producer_epoch)
+                                                last_producer_epoch=meta.producer_epoch,
+                                                next_producer_id=fresh_pid if meta.producer_epoch + 1 >= MAX_PRODUCER_EPOCH
+                                                else -1)
                 state_manager.store(conn, meta_after, meta)
         crash_point("txn.after_prepare")
         state = self._complete(transactional_id)
@@ -257,7 +265,11 @@ class TransactionCoordinator:
                 for group_id, offsets in by_group.items():
                     group_offsets.store_offsets(conn, group_id, offsets, now)
             state_manager.clear_pending_offsets(conn, transactional_id)
-            final = current.transition_to(S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT, now)
+            rotation = {}
+            if current.next_producer_id >= 0:  # the epoch is exhausted: a new producer id at epoch 0
+                rotation = {"producer_id": current.next_producer_id, "producer_epoch": 0,
+                            "previous_producer_id": current.producer_id, "next_producer_id": -1}
+            final = current.transition_to(S.COMPLETE_COMMIT if commit else S.COMPLETE_ABORT, now, **rotation)
             state_manager.store(conn, final, current)
         crash_point("txn.after_complete")
         logger.info("transaction %s of producer %s: %s", transactional_id, meta.producer_id, final.state.value)

@@ -79,6 +79,8 @@ class TransactionMetadata:
     start_ms: int | None
     last_update_ms: int
     partitions: frozenset[tuple[str, int]] = field(default_factory=frozenset)
+    next_producer_id: int = -1  # set when the epoch is exhausted: the id after this transaction
+    previous_producer_id: int = -1  # the id the last transaction ended with, after a rotation
 
     def transition_to(self, target: TransactionState, now_ms: int, **changes) -> "TransactionMetadata":
         """The metadata after a legal transition (Kafka's ``prepareTransitionTo`` +

@@ -25,14 +25,15 @@ def load(conn: Connection, transactional_id: str) -> TransactionMetadata | None:
         select(_p.topic_name, _p.partition_id).where(_p.transactional_id == transactional_id)))
     return TransactionMetadata(row.transactional_id, row.producer_id, row.producer_epoch, row.last_producer_epoch,
                                row.timeout_ms, TransactionState(row.state), row.start_ms, row.last_update_ms,
-                               partitions)
+                               partitions, row.next_producer_id, row.previous_producer_id)
 
 
 def store(conn: Connection, meta: TransactionMetadata, previous: TransactionMetadata | None) -> None:
     """Persist ``meta`` (and its partition set) in place of ``previous``."""
     values = {"producer_id": meta.producer_id, "producer_epoch": meta.producer_epoch,
               "last_producer_epoch": meta.last_producer_epoch, "timeout_ms": meta.timeout_ms,
-              "state": meta.state.value, "start_ms": meta.start_ms, "last_update_ms": meta.last_update_ms}
+              "state": meta.state.value, "start_ms": meta.start_ms, "last_update_ms": meta.last_update_ms,
+              "next_producer_id": meta.next_producer_id, "previous_producer_id": meta.previous_producer_id}
     if previous is None:
         conn.execute(insert(schema.transaction).values(transactional_id=meta.transactional_id, **values))
     else:

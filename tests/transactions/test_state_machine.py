@@ -190,9 +190,6 @@ def test_epoch_exhaustion_gives_a_new_producer_id(txn, server):
                  "INVALID_PRODUCER_ID_MAPPING", 409)
 
 
-@pytest.mark.xfail(strict=True, reason="EndTxn bumps the epoch past 32767 instead of rotating the producer id "
-                                       "(Kafka V2's nextProducerId / retryOnOverflow); needs a previous-producer-id "
-                                       "column to keep retries recognisable")
 def test_epoch_exhaustion_at_end_txn_keeps_the_producer_usable(txn, topic, server):
     """KIP-890: every EndTxn bumps the epoch, so a long-lived producer exhausts it after 32767
     transactions without ever calling InitProducerId again. Kafka then rotates to a new
