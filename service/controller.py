@@ -305,6 +305,11 @@ class Controller:
     def elect_leaders(self) -> int:
         """Elect a leader wherever the current one is missing or offline (a background duty;
         broker stop and start already do it). Returns how many partitions changed."""
+        image = self.image()
+        live = {b.broker_id for b in image.brokers if b.online}
+        if all(p.leader in live or (p.leader == NO_LEADER and not (set(p.replicas) & live))
+               for t in image.topics.values() for p in t.partitions):
+            return 0  # nothing to elect: no write transaction
         with self.db.write(self.db.controller) as conn:
             changed = self._elect_leaders(conn)
             if changed:

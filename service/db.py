@@ -40,6 +40,9 @@ def make_engine(path: str | os.PathLike, *, sync: str = "full", busy_timeout_ms:
         poolclass=QueuePool,
         pool_size=8,
         max_overflow=24,
+        # Every transaction here ends in an explicit COMMIT or ROLLBACK, so the pool's own
+        # rollback on return would only cost a round trip.
+        pool_reset_on_return=None,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000.0},
     )
 
@@ -76,7 +79,8 @@ class Database:
         self._engines: dict[str, Engine] = {}
         self._locks: dict[Engine, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._probes: dict[Engine, tuple] = {}
+        self._probes: list = []  # every thread's probe connections, closed by dispose()
+        self._local = threading.local()
 
     def _engine(self, filename: str) -> Engine:
         engine = self._engines.get(filename)
@@ -130,26 +134,30 @@ class Database:
         It changes whenever any other connection commits to the file, so a cache over the file
         stays valid while it is unchanged; the check costs microseconds, not a transaction.
         """
-        probe = self._probes.get(engine)
-        if probe is None:
+        probes = getattr(self._local, "probes", None)
+        if probes is None:
+            probes = self._local.probes = {}
+        connection = probes.get(engine)
+        if connection is None:
+            # One probe connection per thread and file: no lock, no waiting on other threads.
+            connection = probes[engine] = engine.raw_connection()
             with self._guard:
-                probe = self._probes.get(engine)
-                if probe is None:
-                    probe = (engine.raw_connection(), threading.Lock())
-                    self._probes[engine] = probe
-        connection, lock = probe
-        with lock:
-            cursor = connection.cursor()
-            try:
-                return cursor.execute("PRAGMA data_version").fetchone()[0]
-            finally:
-                cursor.close()
+                self._probes.append(connection)
+        cursor = connection.cursor()
+        try:
+            return cursor.execute("PRAGMA data_version").fetchone()[0]
+        finally:
+            cursor.close()
 
     def dispose(self) -> None:
         with self._guard:
-            for connection, _lock in self._probes.values():
-                connection.close()
+            for connection in self._probes:
+                try:
+                    connection.close()
+                except Exception:  # a probe of another thread may be in use; it dies with it
+                    pass
             self._probes.clear()
+            self._local = threading.local()
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from service import leader_epoch as leader_epoch_cache
 from service import log as unified_log
 from service import schema
 from service.controller import PartitionState
+from service.db import driver_sql
 from service.log import LogState
 
 _pos = schema.replica_position.c
@@ -30,12 +31,15 @@ class FollowerState(NamedTuple):
     last_fetch_ms: int
 
 
+_SELECT_FOLLOWERS, _FOLLOWERS_ORDER = driver_sql(
+    select(_pos.broker_id, _pos.log_end_offset, _pos.last_caught_up_ms, _pos.last_fetch_leader_log_end_offset,
+           _pos.last_fetch_ms).where(_pos.log_id == bindparam("log_id"), _pos.leader_epoch == bindparam("epoch")))
+assert _FOLLOWERS_ORDER == ("log_id", "epoch")
+
+
 def follower_states(conn: Connection, log_id: int, leader_epoch: int) -> dict[int, FollowerState]:
     """The followers' states recorded in the current leader epoch (older ones are stale)."""
-    return {r.broker_id: FollowerState(r.broker_id, r.log_end_offset, r.last_caught_up_ms,
-                                       r.last_fetch_leader_log_end_offset, r.last_fetch_ms)
-            for r in conn.execute(select(schema.replica_position).where(
-                _pos.log_id == log_id, _pos.leader_epoch == leader_epoch))}
+    return {r[0]: FollowerState(*r) for r in conn.exec_driver_sql(_SELECT_FOLLOWERS, (log_id, leader_epoch))}
 
 
 def _upsert(conn: Connection, log_id: int, leader_epoch: int, state: FollowerState) -> None:
@@ -58,6 +62,8 @@ def ensure_follower_states(conn: Connection, log_state: LogState, partition: Par
                            now_ms: int) -> dict[int, FollowerState]:
     """The followers' states in this leader epoch, starting the lag clock (caught up "now",
     as Kafka's ``makeLeader`` does) of any ISR follower the leader has not seen yet."""
+    if len(partition.replicas) < 2:
+        return {}
     followers = follower_states(conn, log_state.log_id, partition.leader_epoch)
     for b in partition.replicas:
         if b != partition.leader and b not in followers:
