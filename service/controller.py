@@ -130,7 +130,7 @@ class Controller:
         self.clock = clock
         self._image: MetadataImage | None = None
         self._image_lock = threading.Lock()
-        self._data_version = -1
+        self._validated = threading.local()  # per thread: the data_version it validated the image at
 
     # ------------------------------------------------------------------ bootstrap and reads
     def bootstrap(self) -> str:
@@ -166,24 +166,26 @@ class Controller:
     def image(self) -> MetadataImage:
         """The current metadata, reloaded only when ``metadata_version`` changed.
 
-        The file's ``data_version`` is checked first: while nothing committed to controller.db,
-        the cached image is current without a transaction.
+        The file's ``data_version`` (seen from this thread's probe connection: its values are
+        comparable only with that connection's own) is checked first: while nothing committed
+        to controller.db since this thread last validated the image, it is current without a
+        transaction.
         """
         data_version = self.db.data_version(self.db.controller)
+        local = self._validated
         image = self._image
-        if image is not None and self._data_version == data_version:
+        if image is not None and getattr(local, "data_version", None) == data_version \
+                and getattr(local, "version", None) == image.version:
             return image
         with self.db.read(self.db.controller) as conn:
             version = conn.execute(select(schema.cluster.c.metadata_version)).scalar_one()
             image = self._image
-            if image is not None and image.version == version:
-                self._data_version = data_version
-                return image
-            image = self._load(conn, version)
+            if image is None or image.version != version:
+                image = self._load(conn, version)
         with self._image_lock:
             if self._image is None or self._image.version <= image.version:
                 self._image = image
-                self._data_version = data_version
+        local.data_version, local.version = data_version, image.version
         return image
 
     def _load(self, conn: Connection, version: int) -> MetadataImage:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,7 +80,6 @@ class Database:
         self._engines: dict[str, Engine] = {}
         self._locks: dict[Engine, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._probes: list = []  # every thread's probe connections, closed by dispose()
         self._local = threading.local()
 
     def _engine(self, filename: str) -> Engine:
@@ -139,25 +139,15 @@ class Database:
             probes = self._local.probes = {}
         connection = probes.get(engine)
         if connection is None:
-            # One probe connection per thread and file: no lock, no waiting on other threads.
-            connection = probes[engine] = engine.raw_connection()
-            with self._guard:
-                self._probes.append(connection)
-        cursor = connection.cursor()
-        try:
-            return cursor.execute("PRAGMA data_version").fetchone()[0]
-        finally:
-            cursor.close()
+            # One probe connection per thread and file, outside the pool: no lock, no waiting on
+            # other threads, and it closes when its thread ends.
+            connection = probes[engine] = sqlite3.connect(engine.url.database, check_same_thread=False,
+                                                          isolation_level=None)
+        return connection.execute("PRAGMA data_version").fetchone()[0]
 
     def dispose(self) -> None:
         with self._guard:
-            for connection in self._probes:
-                try:
-                    connection.close()
-                except Exception:  # a probe of another thread may be in use; it dies with it
-                    pass
-            self._probes.clear()
-            self._local = threading.local()
+            self._local = threading.local()  # this thread's probes close when collected
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()

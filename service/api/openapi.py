@@ -30,11 +30,12 @@ _V3_RECORD = {
     "type": "object",
     "properties": {
         "partition_id": {"type": "integer", "nullable": True},
-        "headers": {"type": "array", "items": {"type": "object", "properties": {
+        "headers": {"type": "array", "nullable": True, "items": {"type": "object", "properties": {
             "name": {"type": "string"}, "value": {"type": "string", "nullable": True, "format": "byte"}}}},
         "key": {"$ref": "#/components/schemas/RecordData"},
         "value": {"$ref": "#/components/schemas/RecordData"},
-        "timestamp": {"type": "string", "format": "date-time"},
+        "timestamp": {"nullable": True, "oneOf": [{"type": "string", "format": "date-time"},
+                                                  {"type": "integer", "minimum": 0}]},
     },
     "additionalProperties": False,
 }

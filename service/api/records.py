@@ -74,6 +74,8 @@ def _data(field: str, obj: Any) -> tuple[bytes | None, dict | None]:
     if kind in _SCHEMA_TYPES or "schema_id" in obj or "schema" in obj or "subject" in obj:
         raise RestError(400, f"Bad Request: {field} type {kind} needs a Schema Registry, which dlog does not "
                              "have; use BINARY, JSON or STRING.", 400)
+    if kind not in ("BINARY", "JSON", "STRING"):  # checked before a null data is accepted
+        raise RestError(400, f"Bad Request: {field} type {kind!r} is not one of BINARY, JSON, STRING.", 400)
     data = obj.get("data")
     if kind == "JSON":
         if "data" not in obj:
@@ -87,8 +89,6 @@ def _data(field: str, obj: Any) -> tuple[bytes | None, dict | None]:
         if not isinstance(data, str):
             raise RestError(400, f"Bad Request: {field} data={orjson.dumps(data).decode()[:40]} is not a string.", 400)
         raw = data.encode("utf-8")
-    else:
-        raise RestError(400, f"Bad Request: {field} type {kind!r} is not one of BINARY, JSON, STRING.", 400)
     return raw, {"type": kind, "size": len(raw)}
 
 
