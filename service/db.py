@@ -9,6 +9,7 @@ reads the state it is about to check.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -81,6 +82,7 @@ class Database:
         self._locks: dict[Engine, threading.Lock] = {}
         self._guard = threading.Lock()
         self._local = threading.local()
+        self._lock_fds: dict[Engine, int] = {}
 
     def _engine(self, filename: str) -> Engine:
         engine = self._engines.get(filename)
@@ -117,10 +119,32 @@ class Database:
         write belong inside. An exception rolls the whole transaction back.
         """
         lock = self._locks[engine]
-        with lock, engine.connect() as conn:
+        with lock, self._file_lock(engine), engine.connect() as conn:
             conn.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _file_lock(self, engine: Engine) -> Iterator[None]:
+        """An exclusive ``flock`` on ``<file>.lock`` around a write transaction.
+
+        Writers of other processes then queue in the kernel and wake the moment the lock is
+        free, instead of sleeping in SQLite's busy handler (1, 2, 5, 10 ... ms backoffs, the
+        p99 of contended appends). Correctness still rests on BEGIN IMMEDIATE; the kernel
+        drops the lock of a killed process.
+        """
+        fd = self._lock_fds.get(engine)
+        if fd is None:
+            with self._guard:
+                fd = self._lock_fds.get(engine)
+                if fd is None:
+                    fd = os.open(f"{engine.url.database}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                    self._lock_fds[engine] = fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     @contextmanager
     def read(self, engine: Engine) -> Iterator[Connection]:
@@ -148,6 +172,9 @@ class Database:
     def dispose(self) -> None:
         with self._guard:
             self._local = threading.local()  # this thread's probes close when collected
+            for fd in self._lock_fds.values():
+                os.close(fd)
+            self._lock_fds.clear()
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
