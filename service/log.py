@@ -92,6 +92,15 @@ def load(conn: Connection, topic_id: str, partition_id: int) -> LogState | None:
     return LogState(*row) if row is not None else None
 
 
+_SELECT_HW, _ = driver_sql(select(_log.high_watermark).where(
+    _log.topic_id == bindparam("topic_id"), _log.partition_id == bindparam("partition_id")))
+
+
+def high_watermark(conn: Connection, topic_id: str, partition_id: int) -> int:
+    """A replica's high watermark (0 when it has no log yet)."""
+    return conn.exec_driver_sql(_SELECT_HW, (topic_id, partition_id)).scalar() or 0
+
+
 def load_or_create(conn: Connection, topic_id: str, topic_name: str, partition_id: int) -> LogState:
     """The log row of a replica, created empty on first use (needs a write transaction)."""
     state = load(conn, topic_id, partition_id)

@@ -219,15 +219,16 @@ class ReplicaManager:
                 raise KafkaError(Errors.NOT_LEADER_OR_FOLLOWER,
                                  f"Leadership of {topic.topic_name}-{state.partition_id} moved while waiting for "
                                  "replication; the outcome is unknown.")
-            progress = self.replicate_partition(current, now_state)
-            offsets = self._offsets_of(state.leader, state)
-            if offsets.high_watermark >= required:
+            with self.db.read(self.db.broker(state.leader)) as conn:
+                high_watermark = unified_log.high_watermark(conn, state.topic_id, state.partition_id)
+            if high_watermark >= required:
                 min_isr = min(current.log_config.min_insync_replicas, current.replication_factor)
-                if len(self.controller.image().topic(topic.topic_name).partition(state.partition_id).isr) < min_isr:
+                if len(now_state.isr) < min_isr:
                     raise KafkaError(Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
                 return
             if self.clock.monotonic() >= deadline:
                 raise KafkaError(Errors.REQUEST_TIMED_OUT)
+            progress = self.replicate_partition(current, now_state)
             if not progress:
                 self.clock.sleep(delay)
                 delay = min(delay * 2, 0.01)

@@ -326,7 +326,10 @@ def alter_topic_configs(cid: str, topic: str):
         if op == "SET" and d.get("value") is None:
             raise RestError(422, f"Payload error. SET of {d['name']} needs a value.", PAYLOAD_ERROR)
         changes.append((d["name"], None if op == "DELETE" else d.get("value")))
-    server().controller.alter_configs(topic, changes, validate_only=bool(body.get("validate_only", False)))
+    validate_only = body.get("validate_only", False)
+    if not isinstance(validate_only, bool):
+        raise RestError(422, "Payload error. validate_only must be a boolean.", PAYLOAD_ERROR)
+    server().controller.alter_configs(topic, changes, validate_only=validate_only)
     return "", 204
 
 

@@ -51,7 +51,7 @@ _BODIES = {
     ("patch", "/v3/clusters/{cid}/topics/{topic}"): {"type": "object", "properties": {
         "partitions_count": {"type": "integer"}}},
     ("put", "/v3/clusters/{cid}/topics/{topic}/configs/{name}"): {"type": "object", "properties": {
-        "value": {"type": "string"}}},
+        "value": {"type": "string", "nullable": True}}},  # null resets the config to its default
     ("post", "/v3/clusters/{cid}/topics/{topic}/configs:alter"): {"type": "object", "properties": {
         "data": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}, "value": {"type": "string"},
