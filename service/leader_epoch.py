@@ -22,10 +22,13 @@ def latest_epoch(conn: Connection, log_id: int) -> int | None:
     return conn.exec_driver_sql(_LATEST, (log_id,)).scalar()
 
 
+_ENTRIES, _ = driver_sql(select(_e.epoch, _e.start_offset).where(_e.log_id == bindparam("log_id"))
+                         .order_by(_e.epoch))
+
+
 def entries(conn: Connection, log_id: int) -> list[tuple[int, int]]:
     """(epoch, start_offset) in epoch order."""
-    return [tuple(r) for r in conn.execute(
-        select(_e.epoch, _e.start_offset).where(_e.log_id == log_id).order_by(_e.epoch))]
+    return [tuple(r) for r in conn.exec_driver_sql(_ENTRIES, (log_id,))]
 
 
 def assign(conn: Connection, log_id: int, epoch: int, start_offset: int, latest: int | None = None) -> None:

@@ -92,6 +92,12 @@ def load(conn: Connection, topic_id: str, partition_id: int) -> LogState | None:
     return LogState(*row) if row is not None else None
 
 
+_UPDATE_AFTER_FOLLOWER_APPEND, _FOLLOWER_UPDATE_ORDER = driver_sql(
+    update(schema.log).where(_log.log_id == bindparam("id"))
+    .values(log_end_offset=bindparam("leo"), high_watermark=bindparam("hw"),
+            size_bytes=_log.size_bytes + bindparam("added")))
+assert _FOLLOWER_UPDATE_ORDER == ("leo", "hw", "added", "id")
+
 _SELECT_HW, _ = driver_sql(select(_log.high_watermark).where(
     _log.topic_id == bindparam("topic_id"), _log.partition_id == bindparam("partition_id")))
 
@@ -370,8 +376,7 @@ def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple],
         conn.exec_driver_sql(_INSERT_RECORD, params)
     producer_state.apply_replicated(conn, state.log_id, batches)
     hw = max(state.high_watermark, min(leader_high_watermark, leo))
-    conn.execute(update(schema.log).where(_log.log_id == state.log_id).values(
-        log_end_offset=leo, high_watermark=hw, size_bytes=_log.size_bytes + added))
+    conn.exec_driver_sql(_UPDATE_AFTER_FOLLOWER_APPEND, (leo, hw, added, state.log_id))
     return state._replace(log_end_offset=leo, high_watermark=hw, size_bytes=state.size_bytes + added)
 
 

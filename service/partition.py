@@ -42,15 +42,21 @@ def follower_states(conn: Connection, log_id: int, leader_epoch: int) -> dict[in
     return {r[0]: FollowerState(*r) for r in conn.exec_driver_sql(_SELECT_FOLLOWERS, (log_id, leader_epoch))}
 
 
+_UPDATE_POSITION, _UPDATE_ORDER = driver_sql(update(schema.replica_position).where(
+    _pos.log_id == bindparam("id"), _pos.broker_id == bindparam("broker")).values(
+    leader_epoch=bindparam("epoch"), log_end_offset=bindparam("leo"), last_caught_up_ms=bindparam("caught_up"),
+    last_fetch_leader_log_end_offset=bindparam("fetch_leo"), last_fetch_ms=bindparam("fetch_ms")))
+assert _UPDATE_ORDER == ("epoch", "leo", "caught_up", "fetch_leo", "fetch_ms", "id", "broker")
+
+
 def _upsert(conn: Connection, log_id: int, leader_epoch: int, state: FollowerState) -> None:
-    values = {"leader_epoch": leader_epoch, "log_end_offset": state.log_end_offset,
-              "last_caught_up_ms": state.last_caught_up_ms,
-              "last_fetch_leader_log_end_offset": state.last_fetch_leader_log_end_offset,
-              "last_fetch_ms": state.last_fetch_ms}
-    updated = conn.execute(update(schema.replica_position).where(
-        _pos.log_id == log_id, _pos.broker_id == state.broker_id).values(**values)).rowcount
-    if not updated:
-        conn.execute(insert(schema.replica_position).values(log_id=log_id, broker_id=state.broker_id, **values))
+    params = (leader_epoch, state.log_end_offset, state.last_caught_up_ms, state.last_fetch_leader_log_end_offset,
+              state.last_fetch_ms, log_id, state.broker_id)
+    if not conn.exec_driver_sql(_UPDATE_POSITION, params).rowcount:
+        conn.execute(insert(schema.replica_position).values(
+            log_id=log_id, broker_id=state.broker_id, leader_epoch=leader_epoch, log_end_offset=state.log_end_offset,
+            last_caught_up_ms=state.last_caught_up_ms,
+            last_fetch_leader_log_end_offset=state.last_fetch_leader_log_end_offset, last_fetch_ms=state.last_fetch_ms))
 
 
 def initial_follower_state(broker_id: int, in_sync: bool, now_ms: int) -> FollowerState:

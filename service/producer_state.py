@@ -210,11 +210,15 @@ def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool) ->
                      .values(**values))
 
 
+_BATCHES_IN_RANGE, _ = driver_sql(select(*_HEADER_COLUMNS).where(
+    _b.log_id == bindparam("log_id"), _b.last_offset >= bindparam("start"), _b.last_offset < bindparam("end"))
+    .order_by(_b.base_offset))
+
+
 def batches_in_range(conn: Connection, log_id: int, start: int, end: int) -> list[BatchHeader]:
     """The batch headers whose last record lies in [start, end): what a follower that copied
     those records must apply."""
-    return [BatchHeader(*r) for r in conn.execute(select(*_HEADER_COLUMNS).where(
-        _b.log_id == log_id, _b.last_offset >= start, _b.last_offset < end).order_by(_b.base_offset))]
+    return [BatchHeader(*r) for r in conn.exec_driver_sql(_BATCHES_IN_RANGE, (log_id, start, end))]
 
 
 def apply_replicated(conn: Connection, log_id: int, headers: Sequence[BatchHeader]) -> None:

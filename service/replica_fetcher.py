@@ -105,6 +105,7 @@ class ReplicaFetcher:
 
         followers: dict[int, leader_partition.FollowerState] = {}
         l_epoch, l_end = UNDEFINED_EPOCH, 0
+        rows, batches = [], []
         with self.db.read(leader_engine) as conn:
             lstate = unified_log.load(conn, state.topic_id, pid)
             if lstate is None:
@@ -116,6 +117,12 @@ class ReplicaFetcher:
                                                                        lstate.log_end_offset)
                 else:
                     l_end = lstate.log_end_offset
+                # What step 2 copies, read in the same snapshot (unused if step 1 truncates).
+                if lstate.log_start_offset <= fstate.log_end_offset < lstate.log_end_offset:
+                    rows = unified_log.read_for_follower(conn, lstate, fstate.log_end_offset, max_records)
+                    if rows:
+                        batches = producer_state.batches_in_range(conn, lstate.log_id, fstate.log_end_offset,
+                                                                  fstate.log_end_offset + len(rows))
 
         # 1. Divergence: truncate the follower to where its history and the leader's agree.
         target = fstate.log_end_offset
@@ -144,14 +151,7 @@ class ReplicaFetcher:
                     fstate = unified_log.truncate_to(conn, current, target)
             return StepResult(0, True, fstate.log_end_offset, lstate.high_watermark)
 
-        # 2. Copy what the leader has beyond the follower's LEO.
-        rows, batches = [], []
-        if lstate.log_id >= 0 and fstate.log_end_offset < lstate.log_end_offset:
-            with self.db.read(leader_engine) as conn:
-                rows = unified_log.read_for_follower(conn, lstate, fstate.log_end_offset, max_records)
-                if rows:
-                    batches = producer_state.batches_in_range(conn, lstate.log_id, fstate.log_end_offset,
-                                                              fstate.log_end_offset + len(rows))
+        # 2. Copy what the leader has beyond the follower's LEO (read above).
         follower_leo = fstate.log_end_offset
         if rows or fstate.high_watermark < min(lstate.high_watermark, fstate.log_end_offset):
             with self.db.write(follower_engine) as conn:
