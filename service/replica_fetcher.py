@@ -16,6 +16,7 @@ go through ``Controller.alter_partition_isr``).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import NamedTuple
 
 from service import leader_epoch as leader_epoch_cache
@@ -205,3 +206,84 @@ class ReplicaFetcher:
             leos = [followers[b].log_end_offset if b in followers else -1 for b in state.isr if b != state.leader]
             return min(leos, default=lstate.log_end_offset) > lstate.high_watermark
         return False
+
+
+class RoundDriver:
+    """Per partition and process: who runs the replication round now, and a condition the
+    others wait on until that round ends (so N waiting produces cause one round, not N)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._round = 0
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return self._lock.acquire(blocking)
+
+    def __enter__(self) -> "RoundDriver":
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        self._lock.release()
+        with self._cond:
+            self._round += 1
+            self._cond.notify_all()
+
+    def wait_for_round(self, timeout: float) -> None:
+        with self._cond:
+            seen = self._round
+            self._cond.wait_for(lambda: self._round != seen, timeout)
+
+
+class ReplicaFetcherThread:
+    """Per-process thread that runs replication steps for partitions this process appended to.
+
+    Its queue is a hint, not state: losing it (a crash) only delays replication until the
+    background duty or a waiting request runs the step.
+    """
+
+    def __init__(self, replica_manager) -> None:
+        self.replica_manager = replica_manager
+        self._pending: set[tuple[str, int]] = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dlog-replica-fetcher", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def wake(self, topic_name: str, partition_id: int) -> None:
+        if self._thread is None:
+            return
+        with self._cond:
+            self._pending.add((topic_name, partition_id))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                batch, self._pending = self._pending, set()
+            for topic_name, partition_id in batch:
+                try:
+                    topic = self.replica_manager.controller.image().topics.get(topic_name)
+                    if topic is not None:
+                        while self.replica_manager.replicate_partition(topic, topic.partition(partition_id)):
+                            pass
+                except Exception:  # a failed step is retried by the next wake or the background duty
+                    logger.exception("replication of %s-%s failed", topic_name, partition_id)

@@ -15,7 +15,6 @@ from typing import Mapping, Sequence
 
 from service import log as unified_log
 from service import partition as leader_partition
-from service import producer_state
 from service.clock import Clock
 from service.config import Config
 from service.controller import Controller, PartitionState, TopicMetadata
@@ -25,7 +24,7 @@ from service.faults import crash_point
 from service.group_commit import GroupCommit
 from service.log import FetchDataInfo, LogAppendInfo
 from service.producer_state import ProducerBatch
-from service.replica_fetcher import ReplicaFetcher
+from service.replica_fetcher import ReplicaFetcher, ReplicaFetcherThread, RoundDriver
 from service.types import NO_LEADER, Acks, FetchIsolation, Record
 
 logger = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class ReplicaManager:
         self._fetcher_thread = ReplicaFetcherThread(self)
         self._acks0_executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
-        self._drivers: dict[tuple[str, int], _RoundDriver] = {}
+        self._drivers: dict[tuple[str, int], RoundDriver] = {}
         # Per partition: the files' data_version after a background round found nothing to
         # copy. A cache only: any commit to those files, or time, makes the round run again.
         self._idle_rounds: dict[tuple[str, int], tuple] = {}
@@ -250,12 +249,12 @@ class ReplicaManager:
             driver.release()
         return any(r.copied or r.truncated for r in results.values())
 
-    def _driver(self, topic_id: str, partition_id: int) -> "_RoundDriver":
+    def _driver(self, topic_id: str, partition_id: int) -> "RoundDriver":
         key = (topic_id, partition_id)
         driver = self._drivers.get(key)
         if driver is None:
             with self._executor_lock:
-                driver = self._drivers.setdefault(key, _RoundDriver())
+                driver = self._drivers.setdefault(key, RoundDriver())
         return driver
 
     def start_fetcher_thread(self) -> None:
@@ -443,143 +442,3 @@ class ReplicaManager:
     def replica_offsets(self, state: PartitionState) -> dict[int, PartitionOffsets]:
         """Each replica's own view of its log (for the visibility fields of the API)."""
         return {b: self._offsets_of(b, state) for b in state.replicas}
-
-    # ------------------------------------------------------------------ background duties
-    def apply_retention(self) -> int:
-        """Retention on every log of every broker: one write transaction per log."""
-        image = self.controller.image()
-        by_id = {t.topic_id: t for t in image.topics.values()}
-        deleted = 0
-        now = self.clock.milliseconds()
-        for b in image.brokers:
-            engine = self.db.broker(b.broker_id)
-            with self.db.read(engine) as conn:
-                logs = unified_log.all_logs(conn)
-            for row in logs:
-                topic = by_id.get(row.topic_id)
-                if topic is None:
-                    continue
-                cfg = topic.log_config
-                if cfg.retention_ms < 0 and cfg.retention_bytes < 0:
-                    continue
-                with self.db.write(engine) as conn:
-                    state = unified_log.load(conn, row.topic_id, row.partition_id)
-                    if state is not None:
-                        deleted += unified_log.delete_retained_records(
-                            conn, state, cfg.retention_ms, cfg.retention_bytes, now)
-        return deleted
-
-    def remove_expired_producers(self) -> int:
-        """Background duty: every replica drops producers idle for producer.id.expiration.ms."""
-        now = self.clock.milliseconds()
-        removed = 0
-        for broker_id in self.controller.broker_ids():
-            engine = self.db.broker(broker_id)
-            with self.db.read(engine) as conn:
-                logs = unified_log.all_logs(conn)
-            for row in logs:
-                with self.db.write(engine) as conn:
-                    removed += producer_state.remove_expired_producers(
-                        conn, row.log_id, now, self.config.producer_id_expiration_ms)
-        return removed
-
-    def delete_stray_logs(self) -> int:
-        """Drop the logs of deleted topics from every broker file (Kafka deletes them
-        asynchronously after the controller removed the topic)."""
-        removed = 0
-        for broker_id in self.controller.broker_ids():
-            engine = self.db.broker(broker_id)
-            with self.db.read(engine) as conn:
-                logs = unified_log.all_logs(conn)
-            # Read the metadata after the logs: a log row is only ever created for a topic that
-            # already exists, so a topic missing now was deleted, not created meanwhile.
-            image = self.controller.image()
-            live = {(t.topic_id, p.partition_id) for t in image.topics.values() for p in t.partitions}
-            for row in logs:
-                if (row.topic_id, row.partition_id) in live:
-                    continue
-                with self.db.write(engine) as conn:
-                    unified_log.delete_log(conn, row.log_id)
-                removed += 1
-        return removed
-
-
-class _RoundDriver:
-    """Per partition and process: who runs the replication round now, and a condition the
-    others wait on until that round ends (so N waiting produces cause one round, not N)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._round = 0
-
-    def acquire(self, blocking: bool = True) -> bool:
-        return self._lock.acquire(blocking)
-
-    def __enter__(self) -> "_RoundDriver":
-        self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def release(self) -> None:
-        self._lock.release()
-        with self._cond:
-            self._round += 1
-            self._cond.notify_all()
-
-    def wait_for_round(self, timeout: float) -> None:
-        with self._cond:
-            seen = self._round
-            self._cond.wait_for(lambda: self._round != seen, timeout)
-
-
-class ReplicaFetcherThread:
-    """Per-process thread that runs replication steps for partitions this process appended to.
-
-    Its queue is a hint, not state: losing it (a crash) only delays replication until the
-    background duty or a waiting request runs the step.
-    """
-
-    def __init__(self, replica_manager: ReplicaManager) -> None:
-        self.replica_manager = replica_manager
-        self._pending: set[tuple[str, int]] = set()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    def start(self) -> None:
-        with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="dlog-replica-fetcher", daemon=True)
-                self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-
-    def wake(self, topic_name: str, partition_id: int) -> None:
-        if self._thread is None:
-            return
-        with self._cond:
-            self._pending.add((topic_name, partition_id))
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopped:
-                    self._cond.wait()
-                if self._stopped:
-                    return
-                batch, self._pending = self._pending, set()
-            for topic_name, partition_id in batch:
-                try:
-                    topic = self.replica_manager.controller.image().topics.get(topic_name)
-                    if topic is not None:
-                        while self.replica_manager.replicate_partition(topic, topic.partition(partition_id)):
-                            pass
-                except Exception:  # a failed step is retried by the next wake or the background duty
-                    logger.exception("replication of %s-%s failed", topic_name, partition_id)

@@ -15,6 +15,7 @@ from service.db import Database, upgrade
 from service.groups.consumer import ConsumerFetcher
 from service.groups.coordinator import GroupCoordinator
 from service.groups.offsets import OffsetMetadataManager
+from service.log_manager import LogManager
 from service.producer_id_manager import ProducerIdManager
 from service.replica_manager import ReplicaManager
 from service.transactions.coordinator import TransactionCoordinator
@@ -29,6 +30,7 @@ class DlogServer:
         self.db = Database(config.data_dir, sync=config.sync, busy_timeout_ms=config.busy_timeout_ms)
         self.controller = Controller(self.db, config, clock)
         self.replica_manager = ReplicaManager(self.db, self.controller, config, clock)
+        self.log_manager = LogManager(self.db, self.controller, config, clock)
         self.transaction_coordinator = TransactionCoordinator(self.db, config, clock, ProducerIdManager(self.db),
                                                               self.replica_manager)
         self.replica_manager.transaction_coordinator = self.transaction_coordinator
@@ -45,10 +47,10 @@ class DlogServer:
                  self.transaction_coordinator.abort_timed_out_transactions),
             Duty("consumer-expiration", 1000, self.group_coordinator.expire_instances),
             Duty("group-metadata-changes", 2000, self.group_coordinator.rebalance_on_metadata_change),
-            Duty("retention", config.log_retention_check_interval_ms, self.replica_manager.apply_retention),
+            Duty("retention", config.log_retention_check_interval_ms, self.log_manager.apply_retention),
             Duty("producer-expiration", config.producer_id_expiration_check_interval_ms,
-                 self.replica_manager.remove_expired_producers),
-            Duty("delete-stray-logs", 5000, self.replica_manager.delete_stray_logs),
+                 self.log_manager.remove_expired_producers),
+            Duty("delete-stray-logs", 5000, self.log_manager.delete_stray_logs),
         ])
         self.ready = False
 

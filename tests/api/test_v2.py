@@ -58,7 +58,7 @@ def test_offsets(client, create_topic, produce_v2, server, clock):
     _ok(produce_v2("t", [{"value": i} for i in range(3)]))
     assert _ok(client.get("/topics/t/partitions/0/offsets")) == {"beginning_offset": 0, "end_offset": 3}
     clock.advance(5000)
-    server.replica_manager.apply_retention()
+    server.log_manager.apply_retention()
     assert _ok(client.get("/topics/t/partitions/0/offsets")) == {"beginning_offset": 3, "end_offset": 3}
 
 

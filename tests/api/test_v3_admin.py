@@ -227,7 +227,7 @@ def test_partition_offset(client, v3, produce_v3, server, clock):
     assert (body["earliest_offset"], body["latest_offset"]) == (0, 4)
     clock.advance(2000)
     produce_v3("t", {"value": {"type": "STRING", "data": "new"}})
-    server.replica_manager.apply_retention()
+    server.log_manager.apply_retention()
     body = client.get(url).get_json()
     assert (body["earliest_offset"], body["latest_offset"]) == (4, 5)
     assert_error(client.get(url, query_string={"offset_type": "latest"}), 400)

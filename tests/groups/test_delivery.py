@@ -113,7 +113,7 @@ def test_out_of_range_after_retention_resets_to_earliest(consumer, create_topic,
     c.commit_ok({"partitions": [{"topic": "t", "partition": 0, "offset": 1}]})
     clock.advance(5000)
     produce_json("t", [3])
-    assert server.replica_manager.apply_retention() >= 3  # offsets 0..2 are gone
+    assert server.log_manager.apply_retention() >= 3  # offsets 0..2 are gone
     c2 = consumer("g", "c2", auto_offset_reset="earliest")
     c2.assign(("t", 0))
     assert c2.poll() == []  # committed 1 is below the log start: reset to it

@@ -151,7 +151,7 @@ def test_expired_producer_accepts_any_sequence(cluster):
     cluster.rm.append_records(cluster.topic(), {0: [Record(cluster.clock.milliseconds(), None, b"a", None)]},
                               Acks.ALL, 2000, {0: ProducerBatch(pid, 0, 0)})
     cluster.clock.advance(cluster.server.config.producer_id_expiration_ms + 1)
-    assert cluster.rm.remove_expired_producers() >= 1
+    assert cluster.server.log_manager.remove_expired_producers() >= 1
     assert _send(cluster, pid, 17).first_offset == 1
 
 

@@ -19,7 +19,7 @@ def test_retention_ms_deletes_old_records_and_advances_log_start(server, create_
     clock.advance(600)
     produce("t", [b"new-3", b"new-4"])             # stamped now + 600
     clock.advance(600)                             # old ones 1200 ms old, new ones 600 ms
-    assert server.replica_manager.apply_retention() == 3
+    assert server.log_manager.apply_retention() == 3
     o = _offsets(server)
     assert (o.log_start_offset, o.log_end_offset, o.high_watermark) == (3, 5, 5)
     assert [(r.offset, r.value) for r in fetch("t", 0, 3).records] == [(3, b"new-3"), (4, b"new-4")]
@@ -36,7 +36,7 @@ def test_retention_ms_uses_record_timestamps(server, create_topic, produce, cloc
     now = clock.milliseconds()
     produce("t", [Record(now - 5000, None, b"a", None), Record(now - 2000, None, b"b", None),
                   Record(now, None, b"c", None)])
-    server.replica_manager.apply_retention()
+    server.log_manager.apply_retention()
     assert _offsets(server).log_start_offset == 2
 
 
@@ -44,7 +44,7 @@ def test_retention_ms_can_empty_the_log(server, create_topic, produce, fetch, cl
     create_topic("t", retention_ms="1000")
     produce("t", [b"a", b"b"])
     clock.advance(5000)
-    server.replica_manager.apply_retention()
+    server.log_manager.apply_retention()
     o = _offsets(server)
     assert (o.log_start_offset, o.log_end_offset) == (2, 2)
     assert fetch("t", 0, 2).records == []
@@ -55,14 +55,14 @@ def test_nothing_is_deleted_before_retention_ms(server, create_topic, produce, c
     create_topic("t", retention_ms="1000")
     produce("t", [b"a", b"b"])
     clock.advance(999)
-    assert server.replica_manager.apply_retention() == 0
+    assert server.log_manager.apply_retention() == 0
     assert _offsets(server).log_start_offset == 0
 
 
 def test_retention_bytes_keeps_the_newest_within_the_limit(server, create_topic, produce, fetch):
     create_topic("t", retention_bytes="35", retention_ms="-1")
     produce("t", [f"record-{i:03d}".encode() for i in range(10)])  # 10 bytes each
-    server.replica_manager.apply_retention()
+    server.log_manager.apply_retention()
     o = _offsets(server)
     assert (o.log_start_offset, o.log_end_offset) == (7, 10)
     assert [r.value for r in fetch("t", 0, 7).records] == [b"record-007", b"record-008", b"record-009"]
@@ -70,7 +70,7 @@ def test_retention_bytes_keeps_the_newest_within_the_limit(server, create_topic,
         fetch("t", 0, 6)
     assert e.value.error is Errors.OFFSET_OUT_OF_RANGE
     # a second pass has nothing more to do
-    assert server.replica_manager.apply_retention() == 0
+    assert server.log_manager.apply_retention() == 0
 
 
 def test_retention_bytes_counts_keys_and_headers(server, create_topic, produce):
@@ -78,7 +78,7 @@ def test_retention_bytes_counts_keys_and_headers(server, create_topic, produce):
     produce("t", [Record(None, b"kkkkk", b"vvvvv", None),     # 10 bytes
                   Record(None, b"kkkkk", b"vvvvv", b"hhhhh"),  # 15 bytes
                   Record(None, None, b"vvvvv", None)])         # 5 bytes
-    server.replica_manager.apply_retention()
+    server.log_manager.apply_retention()
     assert _offsets(server).log_start_offset == 1  # 15 + 5 = 20 fit; 10 + 15 + 5 do not
 
 
@@ -86,7 +86,7 @@ def test_unlimited_retention_keeps_everything(server, create_topic, produce, clo
     create_topic("t", retention_ms="-1", retention_bytes="-1")
     produce("t", [b"a" * 100] * 5)
     clock.advance(10 * 365 * 24 * 3600 * 1000)
-    assert server.replica_manager.apply_retention() == 0
+    assert server.log_manager.apply_retention() == 0
     assert _offsets(server).log_start_offset == 0
 
 
@@ -96,7 +96,7 @@ def test_retention_applies_per_topic(server, create_topic, produce, clock):
     produce("short", [b"a"])
     produce("long", [b"a"])
     clock.advance(60_000)
-    server.replica_manager.apply_retention()
+    server.log_manager.apply_retention()
     assert _offsets(server, "short").log_start_offset == 1
     assert _offsets(server, "long").log_start_offset == 0
 
@@ -125,17 +125,17 @@ def test_delete_stray_logs_removes_a_deleted_topics_logs(server, create_topic, p
     produce("kept", [b"y"])
     assert len(_logs_of(server, gone.topic_id)) == 3
     server.controller.delete_topic("gone")
-    assert server.replica_manager.delete_stray_logs() == 3
+    assert server.log_manager.delete_stray_logs() == 3
     assert _logs_of(server, gone.topic_id) == []
     assert len(_logs_of(server, kept.topic_id)) == 1
-    assert server.replica_manager.delete_stray_logs() == 0
+    assert server.log_manager.delete_stray_logs() == 0
 
 
 def test_recreated_topic_starts_empty(server, create_topic, produce, fetch):
     create_topic("t")
     produce("t", [b"old-1", b"old-2"])
     server.controller.delete_topic("t")
-    server.replica_manager.delete_stray_logs()
+    server.log_manager.delete_stray_logs()
     create_topic("t")
     assert fetch("t", 0, 0).records == []
     assert produce("t", [b"new"]).first_offset == 0
