@@ -385,16 +385,17 @@ class Controller:
             raise bad_request("All partitions must have the same replication factor.", Errors.INVALID_REPLICATION_FACTOR)
         return result
 
-    def delete_topic(self, name: str) -> TopicMetadata:
+    def delete_topic(self, name: str) -> None:
         """DeleteTopics: remove the topic from the controller file; broker files drop its logs
-        afterwards (``ReplicaManager.delete_stray_logs``), as Kafka deletes asynchronously."""
+        afterwards (``LogManager.delete_stray_logs``), as Kafka deletes asynchronously.
+
+        :raises UNKNOWN_TOPIC_OR_PARTITION: no such topic.
+        """
         with self.db.write(self.db.controller) as conn:
             topic = self._topic_row(conn, name)
             conn.execute(delete(schema.topic).where(schema.topic.c.topic_id == topic.topic_id))
             _bump(conn)
-        image_topic = self.image().topics.get(name)
         logger.info("deleted topic %s", name)
-        return image_topic or topic  # type: ignore[return-value]
 
     def create_partitions(self, name: str, new_count: object) -> TopicMetadata:
         """CreatePartitions: grow a topic to ``new_count`` partitions (never shrink)."""

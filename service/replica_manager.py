@@ -264,6 +264,10 @@ class ReplicaManager:
 
     def stop_fetcher_thread(self) -> None:
         self._fetcher_thread.stop()
+        with self._executor_lock:
+            if self._acks0_executor is not None:
+                self._acks0_executor.shutdown(wait=True)  # let acks=0 appends already accepted finish
+                self._acks0_executor = None
 
     def replicate_all(self) -> int:
         """Background duty: replicate every partition until its followers are caught up (or a

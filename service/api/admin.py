@@ -10,7 +10,7 @@ from flask import Blueprint, request
 from service.api.http import base_url, body_json, json_response, server
 from service.controller import BrokerState, PartitionState, TopicMetadata
 from service.errors import PAYLOAD_ERROR, Errors, KafkaError, RestError
-from service.log_config import TOPIC_CONFIGS, validate_config_name
+from service.log_config import TOPIC_CONFIGS
 
 bp = Blueprint("admin", __name__, url_prefix="/v3")
 
@@ -285,7 +285,8 @@ def list_all_topic_configs(cid: str):
 def get_topic_config(cid: str, topic: str, name: str):
     """One config of a topic."""
     _topic(cid, topic)
-    validate_config_name(name)
+    if name not in TOPIC_CONFIGS:
+        raise RestError(404, f"Config {name} cannot be found for topic {topic}.", 404)
     value, is_default = server().controller.describe_configs(topic)[name]
     return json_response(config_json(cid, topic, name, value, is_default))
 
@@ -295,8 +296,8 @@ def put_topic_config(cid: str, topic: str, name: str):
     """Set one config: ``{"value": "..."}``. 204."""
     _topic(cid, topic)
     body = _object_body()
-    if "value" not in body:
-        raise RestError(422, "Payload error. value is required.", PAYLOAD_ERROR)
+    if body.get("value") is None:
+        raise RestError(422, "Payload error. value is required (DELETE the config to reset it).", PAYLOAD_ERROR)
     server().controller.alter_configs(topic, [(name, body["value"])])
     return "", 204
 
@@ -305,6 +306,8 @@ def put_topic_config(cid: str, topic: str, name: str):
 def reset_topic_config(cid: str, topic: str, name: str):
     """Reset one config to its default. 204."""
     _topic(cid, topic)
+    if name not in TOPIC_CONFIGS:
+        raise RestError(404, f"Config {name} cannot be found for topic {topic}.", 404)
     server().controller.alter_configs(topic, [(name, None)])
     return "", 204
 

@@ -131,7 +131,10 @@ CASES = [
     ("put-config-value-not-string", "PUT", "{v3}/topics/t/configs/retention.ms", _json({"value": [1]}), 400, 40002),
     ("put-unknown-config", "PUT", "{v3}/topics/t/configs/nope.nope", _json({"value": "1"}), 400, 40002),
     ("put-config-no-value", "PUT", "{v3}/topics/t/configs/retention.ms", _json({}), 422, 42206),
-    ("delete-unknown-config", "DELETE", "{v3}/topics/t/configs/nope.nope", {}, 400, 40002),
+    # The REST Proxy answers 404 for a config it does not know on GET and DELETE.
+    ("delete-unknown-config", "DELETE", "{v3}/topics/t/configs/nope.nope", {}, 404, 404),
+    ("get-unknown-config", "GET", "{v3}/topics/t/configs/nope.nope", {}, 404, 404),
+    ("put-config-null-value", "PUT", "{v3}/topics/t/configs/retention.ms", _json({"value": None}), 422, 42206),
     ("alter-one-bad", "POST", "{v3}/topics/t/configs:alter",
      _json({"data": [{"name": "retention.ms", "value": "1000"}, {"name": "max.message.bytes", "value": "big"}]}),
      400, 40002),
