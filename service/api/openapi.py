@@ -25,6 +25,8 @@ _ERRORS = {str(code): {"description": text, "content": {"application/json": {"sc
                               (409, "Conflict"), (413, "Too large"), (415, "Unsupported media type"),
                               (416, "Offset out of range"), (422, "Unprocessable"), (503, "Retriable"),
                               (504, "Timed out: outcome unknown"))}
+# Answered by gunicorn before the app sees the request (its request-line limit), in HTML.
+_ERRORS["414"] = {"description": "URI too long: the HTTP server's request-line limit"}
 
 _V3_RECORD = {
     "type": "object",
@@ -50,8 +52,8 @@ _BODIES = {
             "name": {"type": "string"}, "value": {"type": "string", "nullable": True}}}}}},
     ("patch", "/v3/clusters/{cid}/topics/{topic}"): {"type": "object", "properties": {
         "partitions_count": {"type": "integer"}}},
-    ("put", "/v3/clusters/{cid}/topics/{topic}/configs/{name}"): {"type": "object", "properties": {
-        "value": {"type": "string", "nullable": True}}},  # null resets the config to its default
+    ("put", "/v3/clusters/{cid}/topics/{topic}/configs/{name}"): {"type": "object", "required": ["value"],
+                                                                 "properties": {"value": {"type": "string"}}},
     ("post", "/v3/clusters/{cid}/topics/{topic}/configs:alter"): {"type": "object", "properties": {
         "data": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}, "value": {"type": "string"},
@@ -117,7 +119,9 @@ def build_spec(app: Flask) -> dict:
         doc = (view.__doc__ or rule.endpoint).strip()
         summary, _, description = doc.partition("\n\n")
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            params = path_params + [{"name": q, "in": "query", "required": False, "schema": _QUERY_SCHEMAS[q]}
+            # An empty integer in the query means "not given" (service.api.http.query_int).
+            params = path_params + [{"name": q, "in": "query", "required": False, "schema": _QUERY_SCHEMAS[q],
+                                     **({"allowEmptyValue": True} if _QUERY_SCHEMAS[q]["type"] == "integer" else {})}
                                     for q in _QUERY.get((method.lower(), path), ())]
             op: dict = {"operationId": f"{rule.endpoint}.{method.lower()}", "summary": " ".join(summary.split()),
                         "parameters": params, "responses": {"2XX": {"description": "Success"}, **_ERRORS}}
