@@ -2,9 +2,15 @@
 """Sample a live ``dlog serve`` under load with py-spy and summarise where the time goes.
 
 Starts dlog (fresh temp data dir, 3 brokers, default workers/threads, sync=full), creates a
-1-partition RF-1 topic, drives one load shape with the load generator of ``produce_read.py``,
-and records the gunicorn master and its workers with ``py-spy record --subprocesses -f raw``.
-Prints the top functions by own time and by inclusive time.
+1-partition topic (RF 1; RF 3 for ``single_rf3_all``), drives one load shape with the load
+generator of ``common.py``, and records the gunicorn master and its workers with
+``py-spy record --subprocesses -f raw``. Prints the top functions by own time and by
+inclusive time.
+
+Shapes: ``single`` (v3, 1 record, acks=1, 16 connections), ``v3batch`` / ``v2batch`` (1000
+records, 4 connections), ``read`` (stateless 1000-record reads), ``single_rf3_all`` (v3, 1
+record, acks=all, RF 3, 8 connections), ``consume`` (2 v2 consumer instances polling
+``GET .../records?max_bytes=100000``, each seeking back to the beginning at the end).
 
 * ``--gil`` samples only the thread holding the GIL: Python CPU time.
 * without it, every running thread is sampled: wall time, including waits in locks and fsync.
@@ -13,7 +19,8 @@ py-spy is not a dependency of dlog: ``.venv/bin/pip install py-spy`` first.
 
 Usage::
 
-    .venv/bin/python benchmarks/profile_live.py single|v3batch|v2batch|read [--seconds 10] [--gil]
+    .venv/bin/python benchmarks/profile_live.py single|v3batch|v2batch|read|single_rf3_all|consume
+        [--seconds 10] [--gil]
         [--top 30] [--raw FILE]
 """
 from __future__ import annotations
@@ -35,6 +42,33 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import produce_read as pr  # noqa: E402
+import delivery  # noqa: E402
+
+
+class LoopingConsumer(delivery.ConsumerClient):
+    """A consumer instance that seeks back to the beginning whenever it reached the end."""
+
+    def __init__(self, host: str, path: str, topic: str, end: int) -> None:
+        super().__init__(host, path, 10**12, delivery.FETCH_MAX_BYTES, 0)
+        self.end = end
+        body = ('{"partitions": [{"topic": "%s", "partition": 0}]}' % topic).encode()
+        self.seek = pr.http_post(host, path.rsplit("/", 1)[0] + "/positions/beginning", body, delivery.V2_JSON)
+        self.seeking = False
+
+    def next_request(self, now, draining):
+        if draining:
+            return None
+        if self.next_offset >= self.end:
+            self.seeking = True
+            return self.seek
+        return self.request
+
+    def response(self, status, body, sent_at, done_at):
+        if self.seeking:
+            self.seeking = False
+            self.next_offset = 0
+            return 0, None if status == 204 else f"seek: HTTP {status}", False
+        return super().response(status, body, sent_at, done_at)
 
 
 def summarise(raw: str, top: int) -> str:
@@ -61,7 +95,7 @@ def summarise(raw: str, top: int) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("shape", choices=("single", "v3batch", "v2batch", "read"))
+    ap.add_argument("shape", choices=("single", "v3batch", "v2batch", "read", "single_rf3_all", "consume"))
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--gil", action="store_true", help="only the GIL holder (CPU), not wall time")
     ap.add_argument("--top", type=int, default=30)
@@ -80,9 +114,21 @@ def main() -> int:
         base = f"http://{host}"
         srv = pr.start_dlog(workdir, port, "full", None, None)
         cid = requests.get(f"{base}/v3/clusters", timeout=30).json()["data"][0]["cluster_id"]
-        pr.create_topic(base, cid, "t", 1)
+        pr.create_topic(base, cid, "t", 3 if args.shape == "single_rf3_all" else 1)
         rng = random.Random(1)
-        if args.shape == "single":
+        if args.shape == "single_rf3_all":
+            specs, per = [{"kind": "repeat", "request": pr.v3_single(host, cid, "t", "all", rng)} for _ in range(8)], 1
+        elif args.shape == "consume":
+            payload = pr.v2_records(host, "t", "1", rng, 1000).partition(b"\r\n\r\n")[2]
+            with requests.Session() as s:
+                for _ in range(100):
+                    r = s.post(f"{base}/topics/t/partitions/0?acks=1", data=payload, timeout=30,
+                               headers={"Content-Type": "application/vnd.kafka.binary.v2+json"})
+                    r.raise_for_status()
+            specs = [{"kind": "client", "client": LoopingConsumer(
+                host, delivery.create_consumer(base, f"g{i}", "c0", "t"), "t", 100_000)} for i in range(2)]
+            per = 1000
+        elif args.shape == "single":
             specs, per = [{"kind": "repeat", "request": pr.v3_single(host, cid, "t", "1", rng)} for _ in range(16)], 1
         elif args.shape == "v3batch":
             specs, per = [{"kind": "repeat", "request": pr.v3_batch(host, cid, "t", "1", rng)} for _ in range(4)], 1000

@@ -8,6 +8,12 @@ replication factor 1), then calls the WSGI app directly with prepared environ di
 * ``batch``: a 1000-record v3 concatenated-JSON body (acks=1),
 * ``v2batch``: a 1000-record v2 binary body (acks=1),
 * ``read``: the stateless read of 1000 records (``GET .../partitions/0/records``, binary),
+* ``single_rf3_all``: one v3 record per request, acks=all, to a replication-factor-3 topic
+  (no background threads: the request drives the followers' copy itself, as it does when
+  it waits for the high watermark under gunicorn),
+* ``consume``: a v2 consumer instance (binary, earliest, no auto-commit) polling
+  ``GET /consumers/g/instances/c/records?max_bytes=100000`` (1000 records); at the end of the
+  topic it seeks back to the beginning (one extra request per 20 polls),
 
 and prints the per-request wall time and a cProfile summary (cumulative and own time).
 Everything runs in one thread, so the numbers are CPU cost per request plus the commit's fsync.
@@ -65,7 +71,7 @@ def call(app, env: dict) -> tuple[str, bytes]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("cases", nargs="*", default=["single", "batch", "v2batch", "read"])
+    ap.add_argument("cases", nargs="*", default=["single", "batch", "v2batch", "read", "single_rf3_all", "consume"])
     ap.add_argument("--n", type=int, default=None, help="requests per case (default 3000 single, 100 batch)")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sync", default="full", choices=("full", "normal"))
@@ -85,6 +91,9 @@ def main() -> int:
         r = client.post(f"/v3/clusters/{cid}/topics",
                         json={"topic_name": "p", "partitions_count": 1, "replication_factor": 1})
         assert r.status_code in (200, 201), r.data
+        r = client.post(f"/v3/clusters/{cid}/topics",
+                        json={"topic_name": "p3", "partitions_count": 1, "replication_factor": 3})
+        assert r.status_code in (200, 201), r.data
         rng = random.Random(1)
 
         def value() -> str:
@@ -102,7 +111,30 @@ def main() -> int:
                                 "application/vnd.kafka.binary.v2+json", "application/vnd.kafka.v2+json"), 100, 1000),
             "read": (environ("GET", "/topics/p/partitions/0/records", "offset=1000&max_bytes=100000", b"", "",
                              "application/vnd.kafka.binary.v2+json"), 1000, 1000),
+            "single_rf3_all": (environ("POST", f"/v3/clusters/{cid}/topics/p3/records", "acks=all",
+                                       orjson.dumps({"value": {"type": "BINARY", "data": value()}}),
+                                       "application/json"), 2000, 1),
+            "consume": (None, 400, 1000),
         }
+        v2 = "application/vnd.kafka.v2+json"
+        r = client.post("/consumers/g", data=orjson.dumps({"name": "c", "format": "binary", "auto.offset.reset":
+                                                          "earliest", "auto.commit.enable": "false"}),
+                        content_type=v2)
+        assert r.status_code == 200, r.data
+        r = client.post("/consumers/g/instances/c/subscription", data=orjson.dumps({"topics": ["p"]}),
+                        content_type=v2)
+        assert r.status_code == 204, r.data
+        poll_env = environ("GET", "/consumers/g/instances/c/records", "max_bytes=100000&timeout=0", b"", "",
+                           "application/vnd.kafka.binary.v2+json")
+        seek_env = environ("POST", "/consumers/g/instances/c/positions/beginning", "",
+                           orjson.dumps({"partitions": [{"topic": "p", "partition": 0}]}), v2)
+
+        def consume_step() -> tuple[str, bytes]:
+            status, body = call(app, poll_env)
+            if body == b"[]":  # the end of the topic: back to the beginning
+                call(app, seek_env)
+                status, body = call(app, poll_env)
+            return status, body
         # data to read: 20 batches of 1000
         fill_env = cases["v2batch"][0]
         for _ in range(20):
@@ -110,17 +142,18 @@ def main() -> int:
         for name in args.cases:
             env, default_n, per = cases[name]
             n = args.n or default_n
+            step = consume_step if name == "consume" else (lambda env=env: call(app, env))
             for _ in range(min(20, n)):  # warm-up
-                status, body = call(app, env)
+                status, body = step()
                 assert status.startswith("200"), (status, body[:300])
-            if name == "read":
+            if name in ("read", "consume"):
                 assert len(orjson.loads(body)) == 1000, len(orjson.loads(body))
             prof = cProfile.Profile() if not args.no_profile else None
             t0 = time.perf_counter()
             if prof:
                 prof.enable()
             for _ in range(n):
-                call(app, env)
+                step()
             if prof:
                 prof.disable()
             dt = time.perf_counter() - t0
