@@ -26,6 +26,7 @@ test: $(STAMP)
 ## Run the benchmarks and print ratios against the same-run baselines.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/produce_read.py
+	$(BIN)/python benchmarks/delivery.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

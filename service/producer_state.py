@@ -141,6 +141,14 @@ def validate_append(entry: ProducerStateEntry | None, batch: ProducerBatch, coun
     return None
 
 
+_STATE_VALUE_COLUMNS = ("producer_epoch", "last_sequence", "last_offset", "last_timestamp", "coordinator_epoch",
+                        "current_txn_first_offset")
+_REPLACE_STATE, _REPLACE_ORDER = driver_sql(insert(schema.producer_state).prefix_with("OR REPLACE").values(
+    log_id=bindparam("log_id"), producer_id=bindparam("pid"),
+    **{c: bindparam(c) for c in _STATE_VALUE_COLUMNS}))
+assert _REPLACE_ORDER == ("log_id", "pid", *_STATE_VALUE_COLUMNS), _REPLACE_ORDER
+
+
 class BatchHeader(NamedTuple):
     """A ``record_batch`` row: the header of a producer's batch or of a control batch."""
 
@@ -158,6 +166,9 @@ class BatchHeader(NamedTuple):
 
 CONTROL_ABORT = 0
 CONTROL_COMMIT = 1
+_INSERT_BATCH, _INSERT_BATCH_ORDER = driver_sql(insert(schema.record_batch).values(
+    log_id=bindparam("log_id"), **{f: bindparam(f) for f in BatchHeader._fields}))
+assert _INSERT_BATCH_ORDER == ("log_id", *BatchHeader._fields), _INSERT_BATCH_ORDER
 _HEADER_COLUMNS = (_b.base_offset, _b.last_offset, _b.producer_id, _b.producer_epoch, _b.base_sequence,
                    _b.last_sequence, _b.is_transactional, _b.is_control, _b.control_type, _b.max_timestamp)
 
@@ -167,7 +178,7 @@ def append_batch(conn: Connection, log_id: int, header: BatchHeader) -> None:
     ``ProducerAppendInfo.append`` then ``ProducerStateManager.update``), in the append's
     transaction. No validation: the leader validated before appending; a follower applies
     what the leader wrote."""
-    conn.execute(insert(schema.record_batch).values(log_id=log_id, **header._asdict()))
+    conn.exec_driver_sql(_INSERT_BATCH, (log_id, *header))
     _apply(conn, log_id, header, record_index=True)
 
 
@@ -199,15 +210,13 @@ def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool) ->
                   "last_offset": h.last_offset,
                   "current_txn_first_offset": (open_txn if open_txn is not None else h.base_offset)
                   if h.is_transactional else open_txn}
-    timestamp = h.max_timestamp if m is None else max(h.max_timestamp, m["last_timestamp"])
-    values["last_timestamp"] = timestamp
-    if m is None:
-        values.setdefault("last_sequence", NO_SEQUENCE)
-        values.setdefault("last_offset", h.last_offset)
-        conn.execute(insert(schema.producer_state).values(log_id=log_id, producer_id=h.producer_id, **values))
-    else:
-        conn.execute(update(schema.producer_state).where(_s.log_id == log_id, _s.producer_id == h.producer_id)
-                     .values(**values))
+    values["last_timestamp"] = h.max_timestamp if m is None else max(h.max_timestamp, m["last_timestamp"])
+    row_values = {"last_sequence": NO_SEQUENCE, "last_offset": h.last_offset, "coordinator_epoch": -1} \
+        if m is None else {k: m[k] for k in ("last_sequence", "last_offset", "coordinator_epoch")}
+    row_values.update(values)
+    # One prepared statement writes the whole row (insert or replace): a Core update built
+    # per call costs more than the append it follows.
+    conn.exec_driver_sql(_REPLACE_STATE, (log_id, h.producer_id, *(row_values[c] for c in _STATE_VALUE_COLUMNS)))
 
 
 _BATCHES_IN_RANGE, _ = driver_sql(select(*_HEADER_COLUMNS).where(

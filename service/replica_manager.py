@@ -393,6 +393,9 @@ class ReplicaManager:
         deadline = self.clock.monotonic() + timeout_ms / 1000.0
         skipped: list = []
         while True:
+            engine = self.db.broker(topic.partition(partition_id).leader) \
+                if topic.partition(partition_id).leader >= 0 else None
+            seen = self.db.data_version(engine) if engine is not None else None  # before reading
             result = self.fetch(topic, partition_id, offset, max_bytes, isolation)
             if result.records and not all(r.is_control for r in result.records):
                 return replace(result, records=skipped + result.records) if skipped else result
@@ -407,8 +410,6 @@ class ReplicaManager:
                 continue  # the followers had something to copy: the HW may have moved
             if self.clock.monotonic() >= deadline:
                 return result
-            engine = self.db.broker(state.leader)
-            seen = self.db.data_version(engine)
             while self.db.data_version(engine) == seen and self.clock.monotonic() < deadline:
                 self.clock.sleep(0.002)
             topic = self.controller.image().topics.get(topic.topic_name, topic)

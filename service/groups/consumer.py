@@ -60,6 +60,8 @@ class ConsumerFetcher:
         used = 0  # bytes of ``out``, over every pass of the long poll
         min_bytes = max(1, member.fetch_min_bytes)
         while True:
+            # Taken before reading, so a commit landing between the read and the wait wakes it.
+            seen = self._versions(resolved)
             for (topic_name, partition), position in list(resolved.items()):
                 if used >= max_bytes and out:
                     break
@@ -86,7 +88,7 @@ class ConsumerFetcher:
             # fetch.min.bytes of 1 (or less) means "any record", even one without bytes.
             if (out and (min_bytes == 1 or used >= min_bytes)) or self.clock.monotonic() >= deadline:
                 break
-            self._wait_for_data(resolved, deadline)
+            self._wait_for_data(seen, deadline)
         kept = self._store_positions(member, generation, resolved)
         return member, [r for r in out if (r.topic, r.partition) in kept]
 
@@ -163,23 +165,31 @@ class ConsumerFetcher:
             return reset, []
         if not data.records:
             state = topic.partition(partition)
-            if data.high_watermark < data.log_end_offset:
-                self.replica_manager.replicate_partition(topic, state)
-            return position, []
+            if data.high_watermark < data.log_end_offset and self.replica_manager.replicate_partition(topic, state):
+                # The round may have moved the HW past our position: read again now rather
+                # than sleeping until the next write.
+                data = self.replica_manager.fetch(topic, partition, position, max(1, max_bytes), isolation)
+            if not data.records:
+                return position, []
         return data.records[-1].offset + 1, data.records
 
-    def _wait_for_data(self, resolved: dict, deadline: float) -> None:
+    def _versions(self, resolved: dict) -> dict[int, int]:
+        """The data_version of each leader file the poll reads from."""
         image = self.replica_manager.controller.image()
-        engines = set()
+        db = self.replica_manager.db
+        leaders = set()
         for topic_name, partition in resolved:
             topic = image.topics.get(topic_name)
-            if topic is not None and topic.partition(partition).leader >= 0:
-                engines.add(topic.partition(partition).leader)
-        if not engines:
+            if topic is not None and 0 <= partition < topic.partitions_count and topic.partition(partition).leader >= 0:
+                leaders.add(topic.partition(partition).leader)
+        return {b: db.data_version(db.broker(b)) for b in leaders}
+
+    def _wait_for_data(self, seen: dict[int, int], deadline: float) -> None:
+        """Sleep until a leader file changed since ``seen`` was taken, or the deadline."""
+        if not seen:
             self.clock.sleep(min(0.05, max(0.0, deadline - self.clock.monotonic())))
             return
         db = self.replica_manager.db
-        seen = {b: db.data_version(db.broker(b)) for b in engines}
         while self.clock.monotonic() < deadline:
             if any(db.data_version(db.broker(b)) != v for b, v in seen.items()):
                 return
