@@ -94,17 +94,21 @@ class ConsumerFetcher:
 
     # ------------------------------------------------------------------ steps
     def _join(self, group_id: str, instance_id: str):
+        """The member, the group generation it joins, and its positions. A read transaction,
+        unless an auto-commit is due; the heartbeat and the generation are written with the
+        positions at the end of the poll (one write per poll)."""
         now = self.clock.milliseconds()
-        with self.db.write(self.db.controller) as conn:
+        with self.db.read(self.db.controller) as conn:
+            member = self.groups._member(conn, group_id, instance_id)
+        due = member.auto_commit_enable and now - member.last_auto_commit_ms >= member.auto_commit_interval_ms
+        with (self.db.write if due else self.db.read)(self.db.controller) as conn:
             member = self.groups._member(conn, group_id, instance_id)
             generation = conn.execute(select(_g.generation_id).where(_g.group_id == group_id)).scalar_one()
-            values = {"last_seen_ms": now, "generation_id": generation}
-            if member.auto_commit_enable and now - member.last_auto_commit_ms >= member.auto_commit_interval_ms:
+            if due:
                 # Kafka's auto-commit: at a poll, the positions the previous polls reached.
                 self.groups._commit_positions(conn, member, None, now)
-                values["last_auto_commit_ms"] = now
-            conn.execute(update(schema.group_member).where(_m.group_id == group_id, _m.instance_id == instance_id)
-                         .values(**values))
+                conn.execute(update(schema.group_member).where(
+                    _m.group_id == group_id, _m.instance_id == instance_id).values(last_auto_commit_ms=now))
             positions = {(r.topic_name, r.partition_id): r.position for r in conn.execute(
                 select(schema.member_assignment).where(_a.group_id == group_id, _a.instance_id == instance_id))}
         return member, generation, positions
@@ -199,6 +203,10 @@ class ConsumerFetcher:
         """Save positions of the partitions the instance still owns; return those partitions."""
         kept = set()
         with self.db.write(self.db.controller) as conn:
+            # The heartbeat, and the generation this poll joined (commits are fenced by it).
+            conn.execute(update(schema.group_member).where(
+                _m.group_id == member.group_id, _m.instance_id == member.instance_id).values(
+                last_seen_ms=self.clock.milliseconds(), generation_id=generation))
             for (topic_name, partition), position in resolved.items():
                 done = conn.execute(update(schema.member_assignment).where(
                     _a.group_id == member.group_id, _a.instance_id == member.instance_id,
