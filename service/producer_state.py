@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select
 
 from service import schema
 from service.db import driver_sql

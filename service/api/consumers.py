@@ -21,7 +21,6 @@ from service.api.http import (
     body_json,
     json_response,
     query_int,
-    require_accept,
     server,
 )
 from service.api.records import stored_record_json

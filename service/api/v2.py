@@ -30,7 +30,7 @@ from service.api.records import (
     stored_record_json,
 )
 from service.controller import TopicMetadata
-from service.errors import PAYLOAD_ERROR, DlogError, Errors, KafkaError, RestError, topic_not_found
+from service.errors import DlogError, Errors, KafkaError, RestError, topic_not_found
 from service.log import LogAppendInfo
 from service.producer_state import ProducerBatch
 from service.types import Record
