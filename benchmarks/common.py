@@ -808,3 +808,26 @@ def machine_busy(seconds: float = 1.0) -> float:
     return (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1) if b[1] > a[1] else 0.0
 
 
+def run_benchmark(args, run, ratios, render) -> int:
+    """Run a benchmark, clean up whatever happens (Ctrl-C, SIGTERM), print the table or JSON;
+    the exit status is 1 if a check failed."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    t0 = time.monotonic()
+    try:
+        results = run(args)
+        results["ratios"] = ratios(results)
+        results["elapsed_s"] = time.monotonic() - t0
+    except KeyboardInterrupt:
+        log("interrupted; cleaning up")
+        return 130
+    finally:
+        # A second Ctrl-C (or a SIGTERM) must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        CLEANUP.all()
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        print(render(results))
+        print(f"(total run time {results['elapsed_s']:.0f} s)")
+    return 0 if all(v["ok"] for v in results["checks"].values()) else 1

@@ -73,12 +73,12 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    run_benchmark,
     CLEANUP,
     VALUE_BYTES,
     _dumps,
     _host_cpu,
     _loads,
-    _on_sigterm,
     _proc_cpu_seconds,
     create_topic,
     end_offset,
@@ -1000,25 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.consume_records < FETCH_RECORDS:
         ap.error(f"--consume-records must be at least {FETCH_RECORDS}")
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    t0 = time.monotonic()
-    try:
-        results = run(args)
-        results["ratios"] = ratios(results)
-        results["elapsed_s"] = time.monotonic() - t0
-    except KeyboardInterrupt:
-        log("interrupted; cleaning up")
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        CLEANUP.all()
-    if args.json:
-        print(json.dumps(results, indent=2, default=str))
-    else:
-        print(render(results))
-        print(f"(total run time {results['elapsed_s']:.0f} s)")
-    return 0 if all(v["ok"] for v in results["checks"].values()) else 1
+    return run_benchmark(args, run, ratios, render)
 
 
 if __name__ == "__main__":

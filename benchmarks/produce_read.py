@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The shared machinery (load generator, baselines, servers, clean-up) lives in common.py; the
 # names are re-exported here for the scripts that import them from produce_read.
 from common import (  # noqa: E402,F401
+    run_benchmark,
     BATCH,
     CLEANUP,
     REPO,
@@ -353,26 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.read_limit is None and args.quick:
         args.read_limit = 200_000
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    t0 = time.monotonic()
-    try:
-        results = run(args)
-        results["ratios"] = ratios(results)
-        results["elapsed_s"] = time.monotonic() - t0
-    except KeyboardInterrupt:
-        log("interrupted; cleaning up")
-        return 130
-    finally:
-        # A second Ctrl-C (or a SIGTERM) must not cut the clean-up short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        CLEANUP.all()
-    if args.json:
-        print(json.dumps(results, indent=2, default=str))
-    else:
-        print(render(results))
-        print(f"(total run time {results['elapsed_s']:.0f} s)")
-    return 0 if all(v["ok"] for v in results["checks"].values()) else 1
+    return run_benchmark(args, run, ratios, render)
 
 
 if __name__ == "__main__":
