@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from service.api.admin import _cluster, _collection, _cluster_url
-from service.api.http import body_json, json_response, server
+from service.api.http import body_json, json_response, server, topic_partition_offsets
 from service.errors import Errors, KafkaError, RestError
 from service.groups.coordinator import GroupDescription, Member
 from service.groups.lag import PartitionLag, group_lags
@@ -202,22 +202,6 @@ def reset_offsets(cid: str, group_id: str):
     --reset-offsets``): ``{"offsets": [{"topic_name", "partition_id", "offset"}]}``. 204."""
     _cluster(cid)
     body = body_json()
-    items = body.get("offsets") if isinstance(body, dict) else None
-    if not isinstance(items, list) or not items:
-        raise RestError(422, "Payload error. offsets must be a non-empty list.", 422)
-    topics = server().controller.image().topics
-    offsets = []
-    for o in items:
-        if not isinstance(o, dict) or not isinstance(o.get("topic_name"), str):
-            raise RestError(422, "Payload error. Each offset needs topic_name, partition_id and offset.", 422)
-        topic = topics.get(o["topic_name"])
-        if topic is None:
-            from service.errors import topic_not_found
-            raise topic_not_found(o["topic_name"])
-        partition = topic.partition(o.get("partition_id")).partition_id
-        offset = o.get("offset")
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**63 - 1:
-            raise RestError(422, "Payload error. offset must be a non-negative integer.", 422)
-        offsets.append((topic.topic_name, partition, offset, None))
+    offsets = topic_partition_offsets(body.get("offsets") if isinstance(body, dict) else None, 422)
     server().group_coordinator.reset_offsets(group_id, offsets)
     return "", 204

@@ -207,3 +207,30 @@ def query_int(name: str, default: int | None, minimum: int = 0, maximum: int = 2
     if not minimum <= value <= maximum:
         raise RestError(400, f"Query parameter {name}={value} must be between {minimum} and {maximum}.", 400)
     return value
+
+
+def topic_partition_offsets(items: Any, error_code: int) -> list[tuple[str, int, int, str | None]]:
+    """A v3 offsets list ``[{"topic_name", "partition_id", "offset", "metadata"?}]`` as
+    (topic, partition, offset, metadata); 422 for a malformed entry, 404 for an unknown topic
+    or partition."""
+    from service.errors import topic_not_found
+
+    if not isinstance(items, list) or not items:
+        raise RestError(422, "Payload error. offsets must be a non-empty list.", error_code)
+    topics = server().controller.image().topics
+    out = []
+    for o in items:
+        if not isinstance(o, dict) or not isinstance(o.get("topic_name"), str):
+            raise RestError(422, "Payload error. Each offset needs topic_name, partition_id and offset.", error_code)
+        topic = topics.get(o["topic_name"])
+        if topic is None:
+            raise topic_not_found(o["topic_name"])
+        for name, limit in (("partition_id", 2**31 - 1), ("offset", 2**63 - 2)):
+            v = o.get(name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit:
+                raise RestError(422, f"Payload error. {name} must be an integer between 0 and {limit}.", error_code)
+        metadata = o.get("metadata")
+        if metadata is not None and (not isinstance(metadata, str) or len(metadata) > 4096):
+            raise RestError(422, "Payload error. metadata must be a string of at most 4096 characters.", error_code)
+        out.append((topic.topic_name, topic.partition(o["partition_id"]).partition_id, o["offset"], metadata))
+    return out

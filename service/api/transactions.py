@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from service.api.admin import _cluster
-from service.api.http import base_url, body_json, json_response, server
+from service.api.http import base_url, body_json, json_response, server, topic_partition_offsets
 from service.errors import PAYLOAD_ERROR, RestError
 from service.transactions.metadata import TransactionMetadata
 
@@ -65,23 +65,7 @@ def txn_offset_commit(cid: str, transactional_id: str):
     group_id = body.get("consumer_group_id")
     if not isinstance(group_id, str) or not group_id or len(group_id) > 255:
         raise RestError(422, "Payload error. consumer_group_id must be a non-empty string.", PAYLOAD_ERROR)
-    offsets = body.get("offsets")
-    if not isinstance(offsets, list) or not offsets:
-        raise RestError(422, "Payload error. offsets must be a non-empty list.", PAYLOAD_ERROR)
-    parsed = []
-    topics = server().controller.image().topics
-    for o in offsets:
-        if not isinstance(o, dict) or not isinstance(o.get("topic_name"), str):
-            raise RestError(422, "Payload error. Each offset needs topic_name, partition_id and offset.", PAYLOAD_ERROR)
-        topic = topics.get(o["topic_name"])
-        if topic is None:
-            from service.errors import topic_not_found
-            raise topic_not_found(o["topic_name"])
-        partition = topic.partition(_int(o, "partition_id", 2**31 - 1)).partition_id
-        metadata = o.get("metadata")
-        if metadata is not None and (not isinstance(metadata, str) or len(metadata) > 4096):
-            raise RestError(422, "Payload error. metadata must be a string of at most 4096 characters.", PAYLOAD_ERROR)
-        parsed.append((topic.topic_name, partition, _int(o, "offset", INT64_MAX), metadata))
+    parsed = topic_partition_offsets(body.get("offsets"), PAYLOAD_ERROR)
     generation = _int(body, "generation_id", 2**31 - 1, required=False)
     member_id = body.get("member_id")
     if member_id is not None and not isinstance(member_id, str):
