@@ -29,6 +29,7 @@ import argparse
 import base64
 import cProfile
 import io
+import os
 import pstats
 import random
 import shutil
@@ -115,6 +116,7 @@ def main() -> int:
                                        orjson.dumps({"value": {"type": "BINARY", "data": value()}}),
                                        "application/json"), 2000, 1),
             "consume": (None, 400, 1000),
+            "plain_rf3": (None, 300, 100), "idem_rf3": (None, 300, 100), "txn_rf3": (None, 300, 100),
         }
         v2 = "application/vnd.kafka.v2+json"
         r = client.post("/consumers/g", data=orjson.dumps({"name": "c", "format": "binary", "auto.offset.reset":
@@ -135,6 +137,46 @@ def main() -> int:
                 call(app, seek_env)
                 status, body = call(app, poll_env)
             return status, body
+        r = client.post(f"/v3/clusters/{cid}/topics",
+                        json={"topic_name": "d3", "partitions_count": 3, "replication_factor": 3})
+        assert r.status_code in (200, 201), r.data
+        values = [value() for _ in range(100)]
+        producers = {}
+
+        def producer_step(mode: str, partition: int) -> tuple[str, bytes]:
+            """100-record acks=all v3 produces; ``txn`` commits after every third produce (about
+            what the delivery benchmark's 100 ms commit interval gives under load)."""
+            st = producers.get(mode)
+            if st is None:
+                body = {"transactional_id": f"prof-{mode}"} if mode == "txn" else {}
+                ans = client.post(f"/v3/clusters/{cid}/producers", json=body).json
+                st = producers[mode] = {"pid": ans["producer_id"], "epoch": ans["producer_epoch"], "seq": 0, "n": 0}
+            if mode == "txn" and st["n"] == 3:
+                status, body = call(app, environ(
+                    "POST", f"/v3/clusters/{cid}/transactions/prof-{mode}:commit", "",
+                    orjson.dumps({"producer_id": st["pid"], "producer_epoch": st["epoch"]}), "application/json"))
+                ans = orjson.loads(body)
+                st.update(pid=ans["producer_id"], epoch=ans["producer_epoch"], seq=0, n=0)
+                return status, body
+            head = {"partition_id": partition}
+            if mode != "plain":
+                head.update(producer_id=st["pid"], producer_epoch=st["epoch"])
+            if mode == "txn":
+                head["transactional_id"] = f"prof-{mode}"
+            recs = []
+            for i in range(100):
+                rec = dict(head, value={"type": "BINARY", "data": values[i]})
+                if mode != "plain":
+                    rec["sequence"] = st["seq"] + i
+                recs.append(orjson.dumps(rec))
+            st["seq"] += 100
+            st["n"] += 1
+            return call(app, environ("POST", f"/v3/clusters/{cid}/topics/d3/records", "acks=all",
+                                     b"\n".join(recs), "application/json"))
+        steps = {"consume": consume_step,
+                 "plain_rf3": lambda: producer_step("plain", 0),
+                 "idem_rf3": lambda: producer_step("idem", 1),
+                 "txn_rf3": lambda: producer_step("txn", 2)}
         # data to read: 20 batches of 1000
         fill_env = cases["v2batch"][0]
         for _ in range(20):
@@ -142,7 +184,7 @@ def main() -> int:
         for name in args.cases:
             env, default_n, per = cases[name]
             n = args.n or default_n
-            step = consume_step if name == "consume" else (lambda env=env: call(app, env))
+            step = steps.get(name) or (lambda env=env: call(app, env))
             for _ in range(min(20, n)):  # warm-up
                 status, body = step()
                 assert status.startswith("200"), (status, body[:300])
@@ -162,7 +204,8 @@ def main() -> int:
             if prof:
                 for key in ("cumulative", "tottime"):
                     out = io.StringIO()
-                    pstats.Stats(prof, stream=out).strip_dirs().sort_stats(key).print_stats(args.top)
+                    st = pstats.Stats(prof, stream=out).strip_dirs().sort_stats(key); st.print_stats(args.top)
+                    if key == "tottime" and os.environ.get("CALLERS"): st.print_callers(os.environ["CALLERS"])
                     text = out.getvalue()
                     print(text[text.index("   ncalls"):])
         app.extensions["dlog"].shut_down()

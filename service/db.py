@@ -158,16 +158,30 @@ class Database:
         It changes whenever any other connection commits to the file, so a cache over the file
         stays valid while it is unchanged; the check costs microseconds, not a transaction.
         """
+        return self._probe(engine).execute("PRAGMA data_version").fetchone()[0]
+
+    def query_one(self, engine: Engine, sql: str, params: tuple = ()) -> tuple | None:
+        """The first row of one prepared read statement (from ``driver_sql``), run alone.
+
+        A single statement is its own read transaction in SQLite, so this needs no BEGIN,
+        no pool checkout and no SQLAlchemy result: hot polls (a waiting produce reading the
+        high watermark) cost a few microseconds instead of a transaction.
+        """
+        return self._probe(engine).execute(sql, params).fetchone()
+
+    def _probe(self, engine: Engine) -> sqlite3.Connection:
         probes = getattr(self._local, "probes", None)
         if probes is None:
             probes = self._local.probes = {}
         connection = probes.get(engine)
         if connection is None:
             # One probe connection per thread and file, outside the pool: no lock, no waiting on
-            # other threads, and it closes when its thread ends.
+            # other threads, and it closes when its thread ends. Autocommit: every statement
+            # is its own (read) transaction.
             connection = probes[engine] = sqlite3.connect(engine.url.database, check_same_thread=False,
-                                                          isolation_level=None)
-        return connection.execute("PRAGMA data_version").fetchone()[0]
+                                                          isolation_level=None,
+                                                          timeout=self.busy_timeout_ms / 1000.0)
+        return connection
 
     def dispose(self) -> None:
         with self._guard:
@@ -191,6 +205,21 @@ def upgrade(db: Database, broker_ids: list[int]) -> None:
 
 
 _SQLITE_DIALECT = None
+
+
+def run(conn: Connection, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
+    """Run one prepared statement (from ``driver_sql``) on ``conn``'s driver connection,
+    inside ``conn``'s transaction, and return the driver's cursor (rows are plain tuples).
+
+    For the hottest statements (appends, replication, producer state): it skips SQLAlchemy's
+    execution context and result objects, which cost more than SQLite's own work here.
+    """
+    return conn.connection.driver_connection.execute(sql, params)
+
+
+def run_many(conn: Connection, sql: str, rows: list) -> sqlite3.Cursor:
+    """``executemany`` of one prepared statement inside ``conn``'s transaction (see ``run``)."""
+    return conn.connection.driver_connection.executemany(sql, rows)
 
 
 def driver_sql(stmt) -> tuple[str, tuple[str, ...]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
 
 from service import schema
-from service.db import driver_sql
+from service.db import driver_sql, run
 from service.types import UNDEFINED_EPOCH
 
 UNDEFINED_EPOCH_OFFSET = -1
@@ -19,7 +19,7 @@ _LATEST, _ = driver_sql(select(func.max(_e.epoch)).where(_e.log_id == bindparam(
 
 
 def latest_epoch(conn: Connection, log_id: int) -> int | None:
-    return conn.exec_driver_sql(_LATEST, (log_id,)).scalar()
+    return run(conn, _LATEST, (log_id,)).fetchone()[0]
 
 
 _ENTRIES, _ = driver_sql(select(_e.epoch, _e.start_offset).where(_e.log_id == bindparam("log_id"))
@@ -28,7 +28,7 @@ _ENTRIES, _ = driver_sql(select(_e.epoch, _e.start_offset).where(_e.log_id == bi
 
 def entries(conn: Connection, log_id: int) -> list[tuple[int, int]]:
     """(epoch, start_offset) in epoch order."""
-    return [tuple(r) for r in conn.exec_driver_sql(_ENTRIES, (log_id,))]
+    return run(conn, _ENTRIES, (log_id,)).fetchall()
 
 
 def assign(conn: Connection, log_id: int, epoch: int, start_offset: int, latest: int | None = None) -> None:

@@ -12,12 +12,12 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from service import leader_epoch as leader_epoch_cache
 from service import producer_state
 from service import schema
-from service.db import driver_sql
+from service.db import Database, driver_sql, run, run_many
 from service.errors import Errors, KafkaError
 from service.types import NO_SEQUENCE, Record, StoredRecord
 
@@ -88,7 +88,7 @@ class FetchDataInfo:
 
 
 def load(conn: Connection, topic_id: str, partition_id: int) -> LogState | None:
-    row = conn.exec_driver_sql(_SELECT_LOG, (topic_id, partition_id)).first()
+    row = run(conn, _SELECT_LOG, (topic_id, partition_id)).fetchone()
     return LogState(*row) if row is not None else None
 
 
@@ -104,7 +104,15 @@ _SELECT_HW, _ = driver_sql(select(_log.high_watermark).where(
 
 def high_watermark(conn: Connection, topic_id: str, partition_id: int) -> int:
     """A replica's high watermark (0 when it has no log yet)."""
-    return conn.exec_driver_sql(_SELECT_HW, (topic_id, partition_id)).scalar() or 0
+    row = run(conn, _SELECT_HW, (topic_id, partition_id)).fetchone()
+    return row[0] if row is not None else 0
+
+
+def current_high_watermark(db: Database, engine: Engine, topic_id: str, partition_id: int) -> int:
+    """A replica's high watermark read outside any transaction (one statement is its own
+    snapshot): what a waiting produce polls, at a few microseconds a look."""
+    row = db.query_one(engine, _SELECT_HW, (topic_id, partition_id))
+    return row[0] if row is not None else 0
 
 
 def load_or_create(conn: Connection, topic_id: str, topic_name: str, partition_id: int) -> LogState:
@@ -157,11 +165,12 @@ def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record
         rows.append((log_id, base + i, ts, r.key, r.value, r.headers, leader_epoch, pid, epoch, seq, txn, False))
         if seq != NO_SEQUENCE:
             seq = producer_state.increment_sequence(seq, 1)
-    conn.exec_driver_sql(_INSERT_RECORD, rows)
+    run_many(conn, _INSERT_RECORD, rows)
     last = base + len(rows) - 1
-    conn.exec_driver_sql(_UPDATE_AFTER_APPEND, (last + 1, added, log_id))
+    run(conn, _UPDATE_AFTER_APPEND, (last + 1, added, log_id))
     if producer.is_idempotent:
-        producer_state.append_batch(conn, log_id, producer_state.data_header(producer, base, last, max(timestamps)))
+        producer_state.append_batch(conn, log_id, producer_state.data_header(producer, base, last, max(timestamps)),
+                                    entry)
     return LogAppendInfo(base, last, tuple(timestamps), state.log_start_offset)
 
 
@@ -185,9 +194,9 @@ def append_control_marker(conn: Connection, state: LogState, leader_epoch: int, 
     leader_epoch_cache.assign(conn, state.log_id, leader_epoch, offset)
     key = struct.pack(">hh", 0, control_type)
     value = struct.pack(">hi", 0, 0)  # version, coordinator epoch
-    conn.exec_driver_sql(_INSERT_RECORD, [(state.log_id, offset, now_ms, key, value, None, leader_epoch, producer_id,
+    run_many(conn, _INSERT_RECORD, [(state.log_id, offset, now_ms, key, value, None, leader_epoch, producer_id,
                                            producer_epoch, NO_SEQUENCE, True, True)])
-    conn.exec_driver_sql(_UPDATE_AFTER_APPEND, (offset + 1, len(key) + len(value), state.log_id))
+    run(conn, _UPDATE_AFTER_APPEND, (offset + 1, len(key) + len(value), state.log_id))
     producer_state.append_batch(conn, state.log_id, producer_state.BatchHeader(
         offset, offset, producer_id, producer_epoch, NO_SEQUENCE, NO_SEQUENCE, True, True, control_type, now_ms))
     return LogAppendInfo(offset, offset, (now_ms,), state.log_start_offset)
@@ -204,7 +213,7 @@ def maybe_increment_high_watermark(conn: Connection, state: LogState, new_high_w
     LEO in ``state``, which must be current in this transaction). Returns the high watermark."""
     candidate = min(new_high_watermark, state.log_end_offset)
     if candidate > state.high_watermark:
-        conn.exec_driver_sql(_ADVANCE_HW, (candidate, state.log_id, candidate))
+        run(conn, _ADVANCE_HW, (candidate, state.log_id, candidate))
         return candidate
     return state.high_watermark
 
@@ -237,8 +246,14 @@ def read(conn: Connection, state: LogState | None, start_offset: int, max_bytes:
     out: list[StoredRecord] = []
     used = 0
     position = start_offset
+    # Ask SQLite for about as many rows as max_bytes holds at the log's average record size
+    # (plus a margin); a short guess only costs another query, an overlong one reads rows
+    # that are thrown away.
+    stored = state.log_end_offset - state.log_start_offset
+    average = state.size_bytes // stored if stored > 0 and state.size_bytes > 0 else 1
+    limit = max(16, min(_READ_BATCH_ROWS, max_bytes // max(average, 1) + max_bytes // max(average, 1) // 8 + 2))
     while position < end:
-        rows = conn.exec_driver_sql(_READ_RECORDS, (state.log_id, position, end, _READ_BATCH_ROWS, 0)).all()
+        rows = run(conn, _READ_RECORDS, (state.log_id, position, end, limit, 0)).fetchall()
         if not rows:
             break
         for row in rows:
@@ -345,8 +360,7 @@ def read_for_follower(conn: Connection, state: LogState, start_offset: int, max_
     """Raw records from ``start_offset`` up to the leader's LEO (followers copy beyond the HW),
     each row ``(offset, timestamp, key, value, headers, leader_epoch, producer_id,
     producer_epoch, sequence, is_transactional, is_control)``."""
-    return conn.exec_driver_sql(_READ_FOR_FOLLOWER, (state.log_id, start_offset, state.log_end_offset,
-                                                     max_records, 0)).all()
+    return run(conn, _READ_FOR_FOLLOWER, (state.log_id, start_offset, state.log_end_offset, max_records, 0)).fetchall()
 
 
 def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple], leader_high_watermark: int,
@@ -373,10 +387,10 @@ def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple],
         params.append((state.log_id, *row))
         leo += 1
     if params:
-        conn.exec_driver_sql(_INSERT_RECORD, params)
+        run_many(conn, _INSERT_RECORD, params)
     producer_state.apply_replicated(conn, state.log_id, batches)
     hw = max(state.high_watermark, min(leader_high_watermark, leo))
-    conn.exec_driver_sql(_UPDATE_AFTER_FOLLOWER_APPEND, (leo, hw, added, state.log_id))
+    run(conn, _UPDATE_AFTER_FOLLOWER_APPEND, (leo, hw, added, state.log_id))
     return state._replace(log_end_offset=leo, high_watermark=hw, size_bytes=state.size_bytes + added)
 
 

@@ -16,7 +16,7 @@ from service import leader_epoch as leader_epoch_cache
 from service import log as unified_log
 from service import schema
 from service.controller import PartitionState
-from service.db import driver_sql
+from service.db import driver_sql, run
 from service.log import LogState
 
 _pos = schema.replica_position.c
@@ -39,7 +39,7 @@ assert _FOLLOWERS_ORDER == ("log_id", "epoch")
 
 def follower_states(conn: Connection, log_id: int, leader_epoch: int) -> dict[int, FollowerState]:
     """The followers' states recorded in the current leader epoch (older ones are stale)."""
-    return {r[0]: FollowerState(*r) for r in conn.exec_driver_sql(_SELECT_FOLLOWERS, (log_id, leader_epoch))}
+    return {r[0]: FollowerState(*r) for r in run(conn, _SELECT_FOLLOWERS, (log_id, leader_epoch))}
 
 
 _UPDATE_POSITION, _UPDATE_ORDER = driver_sql(update(schema.replica_position).where(
@@ -52,7 +52,7 @@ assert _UPDATE_ORDER == ("epoch", "leo", "caught_up", "fetch_leo", "fetch_ms", "
 def _upsert(conn: Connection, log_id: int, leader_epoch: int, state: FollowerState) -> None:
     params = (leader_epoch, state.log_end_offset, state.last_caught_up_ms, state.last_fetch_leader_log_end_offset,
               state.last_fetch_ms, log_id, state.broker_id)
-    if not conn.exec_driver_sql(_UPDATE_POSITION, params).rowcount:
+    if not run(conn, _UPDATE_POSITION, params).rowcount:
         conn.execute(insert(schema.replica_position).values(
             log_id=log_id, broker_id=state.broker_id, leader_epoch=leader_epoch, log_end_offset=state.log_end_offset,
             last_caught_up_ms=state.last_caught_up_ms,

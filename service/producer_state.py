@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
 
 from service import schema
-from service.db import driver_sql
+from service.db import driver_sql, run
 from service.errors import Errors, KafkaError
 from service.types import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE
 
@@ -88,13 +88,20 @@ _SELECT_BATCHES, _ = driver_sql(
     .order_by(_b.base_offset.desc()).limit(bindparam("n")))
 
 
+_STATE_COLUMNS = tuple(c.name for c in schema.producer_state.columns)
+
+
+def _state_row(conn: Connection, log_id: int, producer_id: int) -> dict | None:
+    row = run(conn, _SELECT_STATE, (log_id, producer_id)).fetchone()
+    return dict(zip(_STATE_COLUMNS, row)) if row is not None else None
+
+
 def load_entry(conn: Connection, log_id: int, producer_id: int) -> ProducerStateEntry | None:
-    row = conn.exec_driver_sql(_SELECT_STATE, (log_id, producer_id)).first()
-    if row is None:
+    m = _state_row(conn, log_id, producer_id)
+    if m is None:
         return None
-    m = row._mapping
-    batches = conn.exec_driver_sql(_SELECT_BATCHES, (log_id, producer_id, m["producer_epoch"], False,
-                                                     NUM_BATCHES_TO_RETAIN, 0)).all()
+    batches = run(conn, _SELECT_BATCHES, (log_id, producer_id, m["producer_epoch"], False,
+                                          NUM_BATCHES_TO_RETAIN, 0)).fetchall()
     return ProducerStateEntry(producer_id, m["producer_epoch"], m["last_sequence"], m["last_offset"],
                               m["last_timestamp"], m["coordinator_epoch"], m["current_txn_first_offset"],
                               tuple(BatchMetadata(*b) for b in reversed(batches)))
@@ -173,13 +180,26 @@ _HEADER_COLUMNS = (_b.base_offset, _b.last_offset, _b.producer_id, _b.producer_e
                    _b.last_sequence, _b.is_transactional, _b.is_control, _b.control_type, _b.max_timestamp)
 
 
-def append_batch(conn: Connection, log_id: int, header: BatchHeader) -> None:
+_UNREAD = object()
+
+
+def append_batch(conn: Connection, log_id: int, header: BatchHeader, entry=_UNREAD) -> None:
     """Record an appended batch and update the producer state (Kafka's
     ``ProducerAppendInfo.append`` then ``ProducerStateManager.update``), in the append's
     transaction. No validation: the leader validated before appending; a follower applies
-    what the leader wrote."""
-    conn.exec_driver_sql(_INSERT_BATCH, (log_id, *header))
-    _apply(conn, log_id, header, record_index=True)
+    what the leader wrote. ``entry``: the producer's state as loaded earlier in this same
+    transaction (None: no state), which saves reading it again."""
+    run(conn, _INSERT_BATCH, (log_id, *header))
+    current = _state_row(conn, log_id, header.producer_id) if entry is _UNREAD else _entry_row(entry)
+    _apply(conn, log_id, header, record_index=True, current=current)
+
+
+def _entry_row(entry: ProducerStateEntry | None) -> dict | None:
+    if entry is None:
+        return None
+    return {"producer_epoch": entry.producer_epoch, "last_sequence": entry.last_sequence,
+            "last_offset": entry.last_offset, "last_timestamp": entry.last_timestamp,
+            "coordinator_epoch": entry.coordinator_epoch, "current_txn_first_offset": entry.current_txn_first_offset}
 
 
 def data_header(batch: ProducerBatch, first_offset: int, last_offset: int, max_timestamp: int) -> BatchHeader:
@@ -188,10 +208,9 @@ def data_header(batch: ProducerBatch, first_offset: int, last_offset: int, max_t
                        False, None, max_timestamp)
 
 
-def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool) -> None:
+def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool, current=_UNREAD) -> None:
     """Replay one batch into its producer's state (no validation)."""
-    row = conn.exec_driver_sql(_SELECT_STATE, (log_id, h.producer_id)).first()
-    m = row._mapping if row is not None else None
+    m = _state_row(conn, log_id, h.producer_id) if current is _UNREAD else current
     open_txn = m["current_txn_first_offset"] if m is not None else None
     if h.is_control:
         if open_txn is not None and record_index:
@@ -216,7 +235,7 @@ def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool) ->
     row_values.update(values)
     # One prepared statement writes the whole row (insert or replace): a Core update built
     # per call costs more than the append it follows.
-    conn.exec_driver_sql(_REPLACE_STATE, (log_id, h.producer_id, *(row_values[c] for c in _STATE_VALUE_COLUMNS)))
+    run(conn, _REPLACE_STATE, (log_id, h.producer_id, *(row_values[c] for c in _STATE_VALUE_COLUMNS)))
 
 
 _BATCHES_IN_RANGE, _ = driver_sql(select(*_HEADER_COLUMNS).where(
@@ -227,7 +246,7 @@ _BATCHES_IN_RANGE, _ = driver_sql(select(*_HEADER_COLUMNS).where(
 def batches_in_range(conn: Connection, log_id: int, start: int, end: int) -> list[BatchHeader]:
     """The batch headers whose last record lies in [start, end): what a follower that copied
     those records must apply."""
-    return [BatchHeader(*r) for r in conn.exec_driver_sql(_BATCHES_IN_RANGE, (log_id, start, end))]
+    return [BatchHeader(*r) for r in run(conn, _BATCHES_IN_RANGE, (log_id, start, end))]
 
 
 def apply_replicated(conn: Connection, log_id: int, headers: Sequence[BatchHeader]) -> None:

@@ -167,7 +167,9 @@ class ReplicaManager:
         if info.duplicate:
             return state, info
         crash_point("produce.after_append")
-        if len(state.replicas) > 1:
+        if len(state.replicas) > 1 and acks is not Acks.ALL:
+            # acks=all: the waiting request drives the round itself; waking the fetcher
+            # thread too would only race it for the same files.
             self._fetcher_thread.wake(topic.topic_name, partition_id)
         return state, info
 
@@ -208,6 +210,7 @@ class ReplicaManager:
         :raises REQUEST_TIMED_OUT: the deadline passed; the outcome is unknown.
         """
         delay = 0.0005
+        drove = False
         while True:
             current = self.controller.image().topics.get(topic.topic_name)
             if current is None or current.topic_id != topic.topic_id:
@@ -218,9 +221,13 @@ class ReplicaManager:
                 raise KafkaError(Errors.NOT_LEADER_OR_FOLLOWER,
                                  f"Leadership of {topic.topic_name}-{state.partition_id} moved while waiting for "
                                  "replication; the outcome is unknown.")
-            with self.db.read(self.db.broker(state.leader)) as conn:
-                high_watermark = unified_log.high_watermark(conn, state.topic_id, state.partition_id)
+            high_watermark = unified_log.current_high_watermark(self.db, self.db.broker(state.leader), state.topic_id,
+                                                                state.partition_id)
             if high_watermark >= required:
+                if not drove and len(now_state.replicas) > len(now_state.isr):
+                    # Passed without a round of ours (the ISR is just the leader): the
+                    # followers outside it still need to catch up.
+                    self._fetcher_thread.wake(topic.topic_name, state.partition_id)
                 min_isr = min(current.log_config.min_insync_replicas, current.replication_factor)
                 if len(now_state.isr) < min_isr:
                     raise KafkaError(Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
@@ -228,6 +235,7 @@ class ReplicaManager:
             if self.clock.monotonic() >= deadline:
                 raise KafkaError(Errors.REQUEST_TIMED_OUT)
             progress = self.replicate_partition(current, now_state)
+            drove = True
             if not progress:
                 self.clock.sleep(delay)
                 delay = min(delay * 2, 0.01)

@@ -42,8 +42,13 @@ class ParsedRecord(NamedTuple):
 
 def parse_producer_fields(obj: dict, sequence_field: str, where: str) -> tuple[int, int, int] | None:
     """``producer_id``, ``producer_epoch`` and a sequence, all three or none; 400 otherwise."""
-    if obj.get("producer_id") is None and obj.get("producer_epoch") is None and obj.get(sequence_field) is None:
+    pid, epoch, seq = obj.get("producer_id"), obj.get("producer_epoch"), obj.get(sequence_field)
+    if pid is None and epoch is None and seq is None:
         return None  # the common case, checked without building lists
+    # Exact ints in range (the every-record case of an idempotent producer): no lists either.
+    if type(pid) is int and type(epoch) is int and type(seq) is int and 0 <= pid <= INT64_MAX \
+            and 0 <= epoch <= INT16_MAX and 0 <= seq <= INT32_MAX:
+        return pid, epoch, seq
     fields = ("producer_id", "producer_epoch", sequence_field)
     present = [f for f in fields if obj.get(f) is not None]
     if not present:
@@ -176,7 +181,7 @@ def producer_batch(producers: list[tuple[int, int, int] | None],
         if p is None or p[0] != first[0] or p[1] != first[1] or p[2] != expected:
             raise KafkaError(Errors.INVALID_RECORD, "The idempotent records of one partition in one request must "
                                                     "come from one producer and epoch with consecutive sequences.")
-        expected = increment_sequence(expected, 1)
+        expected = expected + 1 if expected < INT32_MAX else 0  # increment_sequence(expected, 1), inlined
     tids = set(transactional_ids or [None])
     if len(tids) != 1:
         raise KafkaError(Errors.INVALID_RECORD, "The records of one partition's batch must all name the same "

@@ -217,23 +217,25 @@ class TransactionCoordinator:
                                                 next_producer_id=fresh_pid if meta.producer_epoch + 1 >= MAX_PRODUCER_EPOCH
                                                 else -1)
                 state_manager.store(conn, meta_after, meta)
+            else:
+                meta_after = meta
         crash_point("txn.after_prepare")
-        state = self._complete(transactional_id)
-        with self.db.read(self.db.controller) as conn:
-            final = state_manager.load(conn, transactional_id)
+        final = self._complete(transactional_id, known=meta_after)
         assert final is not None
-        return EndTxnResult(transactional_id, final.producer_id, final.producer_epoch,
-                            state if state is not None else final.state)
+        return EndTxnResult(transactional_id, final.producer_id, final.producer_epoch, final.state)
 
     # ------------------------------------------------------------------ completion and recovery
-    def _complete(self, transactional_id: str, timeout_ms: int | None = None) -> TransactionState | None:
+    def _complete(self, transactional_id: str, timeout_ms: int | None = None,
+                  known: TransactionMetadata | None = None) -> TransactionMetadata | None:
         """Phases 2 and 3 for a prepared transaction: markers, then Complete*. Returns the
-        state reached (still Prepare* if a marker could not be written within ``timeout_ms``
-        per partition)."""
-        with self.db.read(self.db.controller) as conn:
-            meta = state_manager.load(conn, transactional_id)
+        metadata reached (still Prepare* if a marker could not be written within ``timeout_ms``
+        per partition). ``known``: the metadata this thread just committed (saves a read)."""
+        meta = known
+        if meta is None:
+            with self.db.read(self.db.controller) as conn:
+                meta = state_manager.load(conn, transactional_id)
         if meta is None or not meta.state.is_prepare:
-            return meta.state if meta is not None else None
+            return meta
         commit = meta.state is S.PREPARE_COMMIT
         control = CONTROL_COMMIT if commit else CONTROL_ABORT
         timeout = min(self.config.request_timeout_ms, 10000) if timeout_ms is None else timeout_ms
@@ -250,14 +252,14 @@ class TransactionCoordinator:
                     continue  # the topic is gone: nothing to mark
                 logger.info("marker for %s on %s-%s not written yet: %s", transactional_id, topic_name,
                             partition_id, exc.message)
-                return meta.state
+                return meta
             crash_point("txn.after_marker")
         crash_point("txn.before_complete")
         now = self.clock.milliseconds()
         with self.db.write(self.db.controller) as conn:
             current = state_manager.load(conn, transactional_id)
             if current is None or current.state is not meta.state or current.producer_epoch != meta.producer_epoch:
-                return current.state if current is not None else None
+                return current
             if commit:
                 by_group: dict[str, list] = {}
                 for r in state_manager.pending_offsets(conn, transactional_id):
@@ -273,7 +275,7 @@ class TransactionCoordinator:
             state_manager.store(conn, final, current)
         crash_point("txn.after_complete")
         logger.info("transaction %s of producer %s: %s", transactional_id, meta.producer_id, final.state.value)
-        return final.state
+        return final
 
     def _fence_and_abort(self, transactional_id: str, expected_epoch: int) -> None:
         """Zombie fencing (3.11, 3.37): bump the epoch of an Ongoing transaction and abort it."""
@@ -294,8 +296,8 @@ class TransactionCoordinator:
         a prepared decision is never reversed (3.39). Returns how many completed."""
         with self.db.read(self.db.controller) as conn:
             ids = state_manager.ids_in_states(conn, (S.PREPARE_COMMIT, S.PREPARE_ABORT))
-        return sum(1 for i in ids if self._complete(i, RECOVERY_MARKER_TIMEOUT_MS) in (S.COMPLETE_COMMIT,
-                                                                                       S.COMPLETE_ABORT))
+        completed = (self._complete(i, RECOVERY_MARKER_TIMEOUT_MS) for i in ids)
+        return sum(1 for m in completed if m is not None and m.state.is_complete)
 
     def abort_timed_out_transactions(self) -> int:
         """Abort every Ongoing transaction older than its timeout, fencing its producer (3.37)."""

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from service import schema
+from service.db import driver_sql, run, run_many
 from service.transactions.metadata import TransactionMetadata, TransactionState
 
 _t = schema.transaction.c
@@ -17,15 +18,34 @@ _p = schema.transaction_partition.c
 _o = schema.transaction_offset.c
 
 
+_SELECT_TXN, _ = driver_sql(select(_t.transactional_id, _t.producer_id, _t.producer_epoch, _t.last_producer_epoch,
+                                    _t.timeout_ms, _t.state, _t.start_ms, _t.last_update_ms, _t.next_producer_id,
+                                    _t.previous_producer_id).where(_t.transactional_id == bindparam("tid")))
+_SELECT_PARTITIONS, _ = driver_sql(select(_p.topic_name, _p.partition_id).where(_p.transactional_id == bindparam("tid")))
+_VALUE_COLUMNS = ("producer_id", "producer_epoch", "last_producer_epoch", "timeout_ms", "state", "start_ms",
+                  "last_update_ms", "next_producer_id", "previous_producer_id")
+_UPDATE_TXN, _UPDATE_ORDER = driver_sql(update(schema.transaction).where(_t.transactional_id == bindparam("tid"))
+                                        .values(**{c: bindparam(c) for c in _VALUE_COLUMNS}))
+assert set(_UPDATE_ORDER) == {*_VALUE_COLUMNS, "tid"}, _UPDATE_ORDER
+_INSERT_PARTITION, _ = driver_sql(insert(schema.transaction_partition).values(
+    transactional_id=bindparam("tid"), topic_name=bindparam("topic"), partition_id=bindparam("partition")))
+_DELETE_PARTITION, _ = driver_sql(delete(schema.transaction_partition).where(
+    _p.transactional_id == bindparam("tid"), _p.topic_name == bindparam("topic"),
+    _p.partition_id == bindparam("partition")))
+
+
 def load(conn: Connection, transactional_id: str) -> TransactionMetadata | None:
-    row = conn.execute(select(schema.transaction).where(_t.transactional_id == transactional_id)).first()
+    # Prepared statements on the driver connection: this runs before every transactional
+    # produce (the implicit AddPartitionsToTxn) and several times per EndTxn.
+    row = run(conn, _SELECT_TXN, (transactional_id,)).fetchone()
     if row is None:
         return None
-    partitions = frozenset((r.topic_name, r.partition_id) for r in conn.execute(
-        select(_p.topic_name, _p.partition_id).where(_p.transactional_id == transactional_id)))
-    return TransactionMetadata(row.transactional_id, row.producer_id, row.producer_epoch, row.last_producer_epoch,
-                               row.timeout_ms, TransactionState(row.state), row.start_ms, row.last_update_ms,
-                               partitions, row.next_producer_id, row.previous_producer_id)
+    partitions = frozenset(run(conn, _SELECT_PARTITIONS, (transactional_id,)).fetchall())
+    (tid, producer_id, producer_epoch, last_producer_epoch, timeout_ms, state, start_ms, last_update_ms,
+     next_producer_id, previous_producer_id) = row
+    return TransactionMetadata(tid, producer_id, producer_epoch, last_producer_epoch, timeout_ms,
+                               TransactionState(state), start_ms, last_update_ms, partitions, next_producer_id,
+                               previous_producer_id)
 
 
 def store(conn: Connection, meta: TransactionMetadata, previous: TransactionMetadata | None) -> None:
@@ -37,18 +57,15 @@ def store(conn: Connection, meta: TransactionMetadata, previous: TransactionMeta
     if previous is None:
         conn.execute(insert(schema.transaction).values(transactional_id=meta.transactional_id, **values))
     else:
-        conn.execute(update(schema.transaction).where(_t.transactional_id == meta.transactional_id).values(**values))
+        values["tid"] = meta.transactional_id
+        run(conn, _UPDATE_TXN, tuple(values[c] for c in _UPDATE_ORDER))
     old = previous.partitions if previous is not None else frozenset()
-    added = meta.partitions - old
     removed = old - meta.partitions
     if removed:
-        for topic_name, partition_id in removed:
-            conn.execute(delete(schema.transaction_partition).where(
-                _p.transactional_id == meta.transactional_id, _p.topic_name == topic_name,
-                _p.partition_id == partition_id))
+        run_many(conn, _DELETE_PARTITION, [(meta.transactional_id, t, p) for t, p in sorted(removed)])
+    added = meta.partitions - old
     if added:
-        conn.execute(insert(schema.transaction_partition), [
-            {"transactional_id": meta.transactional_id, "topic_name": t, "partition_id": p} for t, p in sorted(added)])
+        run_many(conn, _INSERT_PARTITION, [(meta.transactional_id, t, p) for t, p in sorted(added)])
 
 
 def all_transactions(conn: Connection) -> list[TransactionMetadata]:
