@@ -17,7 +17,8 @@ class DlogApplication(BaseApplication):
             "bind": f"{c.host}:{c.port}",
             "workers": c.workers,
             "threads": c.threads,
-            "worker_class": "gthread",
+            # gthread, spreading new connections over the workers (see cli/gunicorn_worker.py)
+            "worker_class": "cli.gunicorn_worker.BalancedThreadWorker",
             "timeout": 120,
             "graceful_timeout": 10,
             "keepalive": 5,
