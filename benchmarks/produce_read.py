@@ -40,10 +40,8 @@ the end, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -262,9 +260,9 @@ def render(results: dict) -> str:
                      f"{x['error_count']:>6} {srv:>7} {gen:>7} {oth:>6}{note}")
 
     lines.append("BASELINES (same run)")
-    base_row(f"sqlite executemany, 1000-row commits", b["sqlite_executemany_1000"])
-    base_row(f"sqlite 1-row commits", b["sqlite_1row_commit"])
-    base_row(f"sqlite range read, 1000 offsets/query", b["sqlite_range_read_1000"],
+    base_row("sqlite executemany, 1000-row commits", b["sqlite_executemany_1000"])
+    base_row("sqlite 1-row commits", b["sqlite_1row_commit"])
+    base_row("sqlite range read, 1000 offsets/query", b["sqlite_range_read_1000"],
              f"{b['sqlite_range_read_1000']['median'] / BATCH:,.0f}")
     fl = dict(b["bare_flask_echo"], records_per_request=0)
     row("bare Flask echo (gunicorn gthread)", fl)

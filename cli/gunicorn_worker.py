@@ -6,8 +6,9 @@ benchmark) often all land in one worker, whose threads and GIL then serve every 
 while the other worker idles. Throughput then depends on luck (measured here: the same
 4-connection load ran at 7,200 and 13,700 records/s in two rounds).
 
-This worker publishes its open connection count in a table shared by the workers (created
-by the master before it forks them). When a connection is waiting and another live worker
+This worker publishes its count of busy connections (open ones, less those idle in
+keep-alive for over ``IDLE_S``) in a table shared by the workers (created by the master
+before it forks them). When a connection is waiting and another live worker
 has fewer, it steps aside for a moment so that worker takes it; after ``DEFER_LIMIT_S`` it
 accepts anyway, so a paused or stuck sibling never holds a client up for long. A hint only:
 correctness never depends on it.
@@ -23,6 +24,7 @@ from gunicorn.workers.gthread import ThreadWorker
 MAX_WORKERS = 64
 DEFER_LIMIT_S = 0.02  # the longest a waiting connection is left to a sibling (> the GIL switch interval)
 _DEFER_PAUSE_S = 0.0002
+IDLE_S = 0.5  # a kept-alive connection unused this long does not count as load
 
 # Created at import, which happens in the master (gunicorn resolves worker_class before it
 # forks), so every worker shares them.
@@ -63,14 +65,25 @@ class BalancedThreadWorker(ThreadWorker):
         self._deferring_since = 0.0
         super().init_process()
 
+    def _busy_connections(self) -> int:
+        """Open connections, less those idle in keep-alive for over ``IDLE_S``: a client's
+        forgotten connection should not count as load."""
+        idle_before = time.monotonic() + self.cfg.keepalive - IDLE_S  # conn.timeout = last use + keepalive
+        idle = 0
+        for conn in self.keepalived_conns:  # oldest first
+            if conn.timeout >= idle_before:
+                break
+            idle += 1
+        return self.nr_conns - idle
+
     def _publish(self) -> None:
         if self._slot is not None:
-            _conns[self._slot] = self.nr_conns
+            _conns[self._slot] = self._busy_connections()
 
     def _a_sibling_has_fewer(self) -> bool:
         if self._slot is None:
             return False
-        mine = self.nr_conns
+        mine = self._busy_connections()
         for i in range(MAX_WORKERS):
             pid = _pids[i]
             if i != self._slot and pid and _conns[i] < mine and _alive(pid):

@@ -208,18 +208,25 @@ def data_header(batch: ProducerBatch, first_offset: int, last_offset: int, max_t
                        False, None, max_timestamp)
 
 
+_FIRST_OPEN_TXN_OF_OTHERS, _ = driver_sql(select(func.min(_s.current_txn_first_offset)).where(
+    _s.log_id == bindparam("log_id"), _s.producer_id != bindparam("pid")))
+_t = schema.transaction_index.c
+_INSERT_TXN_INDEX, _TXN_INDEX_ORDER = driver_sql(insert(schema.transaction_index).values(
+    log_id=bindparam("log_id"), last_offset=bindparam("last"), producer_id=bindparam("pid"),
+    first_offset=bindparam("first"), is_aborted=bindparam("aborted"), last_stable_offset=bindparam("lso")))
+assert _TXN_INDEX_ORDER == ("log_id", "last", "pid", "first", "aborted", "lso"), _TXN_INDEX_ORDER
+
+
 def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool, current=_UNREAD) -> None:
     """Replay one batch into its producer's state (no validation)."""
     m = _state_row(conn, log_id, h.producer_id) if current is _UNREAD else current
     open_txn = m["current_txn_first_offset"] if m is not None else None
     if h.is_control:
         if open_txn is not None and record_index:
-            others = conn.execute(select(func.min(_s.current_txn_first_offset)).where(
-                _s.log_id == log_id, _s.producer_id != h.producer_id)).scalar()
-            conn.execute(insert(schema.transaction_index).values(
-                log_id=log_id, last_offset=h.last_offset, producer_id=h.producer_id, first_offset=open_txn,
-                is_aborted=h.control_type == CONTROL_ABORT,
-                last_stable_offset=others if others is not None else h.last_offset + 1))
+            others = run(conn, _FIRST_OPEN_TXN_OF_OTHERS, (log_id, h.producer_id)).fetchone()[0]
+            run(conn, _INSERT_TXN_INDEX, (log_id, h.last_offset, h.producer_id, open_txn,
+                                          h.control_type == CONTROL_ABORT,
+                                          others if others is not None else h.last_offset + 1))
         values = {"producer_epoch": h.producer_epoch, "current_txn_first_offset": None,
                   "coordinator_epoch": 0}
         if m is None or m["producer_epoch"] != h.producer_epoch:
@@ -290,10 +297,14 @@ def validate_marker(entry: ProducerStateEntry | None, producer_id: int, epoch: i
 def find_marker(conn: Connection, log_id: int, producer_id: int, epoch: int) -> BatchHeader | None:
     """The control batch already written for (producer id, epoch), if any: markers are
     written at most once per epoch (every end of a transaction bumps the epoch)."""
-    row = conn.execute(select(*_HEADER_COLUMNS).where(
-        _b.log_id == log_id, _b.producer_id == producer_id, _b.producer_epoch == epoch,
-        _b.is_control.is_(True)).limit(1)).first()
+    row = run(conn, _FIND_MARKER, (log_id, producer_id, epoch, True, 1, 0)).fetchone()
     return BatchHeader(*row) if row is not None else None
+
+
+_FIND_MARKER, _FIND_MARKER_ORDER = driver_sql(select(*_HEADER_COLUMNS).where(
+    _b.log_id == bindparam("log_id"), _b.producer_id == bindparam("pid"), _b.producer_epoch == bindparam("epoch"),
+    _b.is_control == bindparam("ctl")).limit(bindparam("n")))
+assert _FIND_MARKER_ORDER == ("log_id", "pid", "epoch", "ctl", "n", "param_1"), _FIND_MARKER_ORDER
 
 
 def first_unstable_offset(conn: Connection, log_id: int, high_watermark: int) -> int | None:

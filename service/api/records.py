@@ -16,7 +16,7 @@ import orjson
 from service.api.http import b64decode, parse_timestamp
 from service.controller import TopicMetadata
 from service.errors import Errors, KafkaError, RestError, partition_not_found
-from service.producer_state import ProducerBatch, increment_sequence
+from service.producer_state import ProducerBatch
 from service.partitioner import partition_for_key
 from service.types import Record
 

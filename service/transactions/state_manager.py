@@ -5,7 +5,7 @@ opened, so a check and the transition it guards commit together.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
@@ -78,8 +78,21 @@ def ids_in_states(conn: Connection, states: Iterable[TransactionState]) -> list[
         _t.state.in_([s.value for s in states]))).scalars())
 
 
-def pending_offsets(conn: Connection, transactional_id: str) -> list:
-    return conn.execute(select(schema.transaction_offset).where(_o.transactional_id == transactional_id)).all()
+_PENDING_OFFSETS, _ = driver_sql(select(_o.group_id, _o.topic_name, _o.partition_id, _o.offset, _o.metadata)
+                                 .where(_o.transactional_id == bindparam("tid")))
+_CLEAR_OFFSETS, _ = driver_sql(delete(schema.transaction_offset).where(_o.transactional_id == bindparam("tid")))
+
+
+class PendingOffset(NamedTuple):
+    group_id: str
+    topic_name: str
+    partition_id: int
+    offset: int
+    metadata: str | None
+
+
+def pending_offsets(conn: Connection, transactional_id: str) -> list[PendingOffset]:
+    return [PendingOffset(*r) for r in run(conn, _PENDING_OFFSETS, (transactional_id,))]
 
 
 def put_pending_offsets(conn: Connection, transactional_id: str, group_id: str,
@@ -94,4 +107,4 @@ def put_pending_offsets(conn: Connection, transactional_id: str, group_id: str,
 
 
 def clear_pending_offsets(conn: Connection, transactional_id: str) -> None:
-    conn.execute(delete(schema.transaction_offset).where(_o.transactional_id == transactional_id))
+    run(conn, _CLEAR_OFFSETS, (transactional_id,))
