@@ -531,6 +531,41 @@ def _proc_cpu_seconds(pid: int) -> float:
     return total
 
 
+def connections_per_worker(server_pid: int, port: int) -> list[int]:
+    """How many established connections to ``port`` each gunicorn worker holds (sorted, most
+    first): a load that lands on one worker runs on one GIL, which skews any ratio."""
+    try:
+        with open(f"/proc/{server_pid}/task/{server_pid}/children") as f:
+            workers = [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+                inodes.add(fields[9])
+    counts = []
+    for pid in workers:
+        n = 0
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                n += target.startswith("socket:[") and target[8:-1] in inodes
+        except OSError:
+            continue
+        counts.append(n)
+    return sorted(counts, reverse=True)
+
+
 def _host_cpu() -> tuple[float, float]:
     with open("/proc/stat") as f:
         parts = [float(x) for x in f.readline().split()[1:]]
@@ -560,7 +595,10 @@ def run_load(name: str, host: str, port: int, specs: list[dict], procs: int, war
     srv0 = _proc_cpu_seconds(server_pid) if server_pid else 0.0
     t0 = time.monotonic()
     out = []
+    spread = None
     if duration is not None:
+        time.sleep(max(0.0, win_start + duration / 2 - time.monotonic()))
+        spread = connections_per_worker(server_pid, port) if server_pid else None
         time.sleep(max(0.0, win_start + duration - time.monotonic()))
         host1 = _host_cpu()
         srv1 = _proc_cpu_seconds(server_pid) if server_pid else 0.0
@@ -599,6 +637,7 @@ def run_load(name: str, host: str, port: int, specs: list[dict], procs: int, war
     total = host1[1] - host0[1]
     res = {
         "name": name,
+        "connections_per_worker": spread,
         "connections": len(specs),
         "loadgen_processes": len(groups),
         "seconds": window,
@@ -767,8 +806,10 @@ def phase(results: dict, res: dict) -> dict:
     if res.get("host_cpu_busy") is not None:
         cpu = f"; host CPU {res['host_cpu_busy']*100:.0f}%, server {res['server_cpu_cores'] or 0:.2f} cores, " \
               f"load gen {res['loadgen_cpu_cores'] or 0:.2f} cores"
+    spread = res.get("connections_per_worker")
+    conns = f"{res['connections']} conns" + (f" {'/'.join(map(str, spread))} per worker" if spread else "")
     log(f"{res['name']}: {res['req_per_s']:,.0f} req/s = {res['rec_per_s']:,.0f} rec/s{extra}"
-        f" ({res['connections']} conns, errors {res['error_count']}{cpu})")
+        f" ({conns}, errors {res['error_count']}{cpu})")
     for e in res["errors"][:3]:
         log(f"   error: {e}")
     return res

@@ -115,6 +115,24 @@ def current_high_watermark(db: Database, engine: Engine, topic_id: str, partitio
     return row[0] if row is not None else 0
 
 
+_e = schema.leader_epoch.c
+_SELECT_POSITION, _ = driver_sql(
+    select(_log.log_id, _log.log_start_offset, _log.log_end_offset, _log.high_watermark, _log.size_bytes,
+           select(func.max(_e.epoch)).where(_e.log_id == _log.log_id).scalar_subquery())
+    .where(_log.topic_id == bindparam("topic_id"), _log.partition_id == bindparam("partition_id")))
+
+
+def replica_position(db: Database, engine: Engine, topic_id: str, partition_id: int) -> tuple[LogState | None,
+                                                                                                 int | None]:
+    """A replica's log state and its latest leader epoch, read outside any transaction in one
+    statement (one consistent snapshot): what a fetch step needs of a follower before it
+    reads the leader. The write that follows re-checks the log end offset it relies on."""
+    row = db.query_one(engine, _SELECT_POSITION, (topic_id, partition_id))
+    if row is None:
+        return None, None
+    return LogState(*row[:5]), row[5]
+
+
 def load_or_create(conn: Connection, topic_id: str, topic_name: str, partition_id: int) -> LogState:
     """The log row of a replica, created empty on first use (needs a write transaction)."""
     state = load(conn, topic_id, partition_id)

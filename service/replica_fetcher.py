@@ -38,6 +38,7 @@ class StepResult(NamedTuple):
     truncated: bool
     follower_leo: int
     high_watermark: int
+    raced: bool = False  # another process's step moved this follower first: progress, not ours
 
 
 class ReplicaFetcher:
@@ -60,7 +61,8 @@ class ReplicaFetcher:
     def fetch_round(self, topic: TopicMetadata, state: PartitionState, follower_ids: list[int] | None = None,
                     max_records: int = MAX_RECORDS_PER_STEP) -> dict[int, StepResult]:
         """Steps 1 and 2 for each follower, then step 3 once for all of them: one write on the
-        leader's file records every follower's position and advances the HW."""
+        leader's file records every follower's position and advances the HW. The leader is
+        read once per round, in one snapshot, for all its followers."""
         if state.leader == NO_LEADER:
             return {}
         image = self.controller.image()
@@ -68,62 +70,79 @@ class ReplicaFetcher:
             return {}
         if follower_ids is None:
             follower_ids = [b for b in state.replicas if b != state.leader]
+        live = [f for f in follower_ids
+                if f != state.leader and f in state.replicas and image.broker(f).online]
+        if not live:
+            return {}
+        positions = {f: self._follower_position(state, f) for f in live}
+        lstate, followers, plans = self._read_leader(state, positions, max_records)
         results: dict[int, StepResult] = {}
         copied: list[tuple[int, int]] = []
-        snapshot = None
-        for follower_id in follower_ids:
-            if follower_id == state.leader or follower_id not in state.replicas or not image.broker(follower_id).online:
-                continue
-            outcome = self._copy(state, follower_id, max_records)
+        for follower_id in live:
+            outcome = self._step(state, follower_id, positions[follower_id], lstate, plans[follower_id])
             if isinstance(outcome, StepResult):
                 results[follower_id] = outcome
                 continue
-            snapshot, leo, count = outcome
-            results[follower_id] = StepResult(count, False, leo, snapshot[0].high_watermark)
+            leo, count = outcome
+            results[follower_id] = StepResult(count, False, leo, lstate.high_watermark)
             copied.append((follower_id, leo))
-        if snapshot is None or snapshot[0].log_id < 0 or not copied:
+        if lstate.log_id < 0 or not copied:
             return results
-        hw = self._record_positions(topic, state, image, snapshot, copied)
+        hw = self._record_positions(topic, state, image, (lstate, followers), copied)
         if hw is not None:
             for follower_id, _leo in copied:
                 results[follower_id] = results[follower_id]._replace(high_watermark=hw)
         return results
 
-    def _copy(self, state: PartitionState, follower_id: int, max_records: int):
-        """Steps 1 and 2 for one follower: a StepResult when it truncated or raced another
-        step, else ((leader log state, leader's follower states), follower LEO, records copied)."""
-        leader_engine = self.db.broker(state.leader)
-        follower_engine = self.db.broker(follower_id)
-        pid = state.partition_id
-
-        with self.db.read(follower_engine) as conn:
-            fstate = unified_log.load(conn, state.topic_id, pid)
-            f_epoch = leader_epoch_cache.latest_epoch(conn, fstate.log_id) if fstate else None
+    def _follower_position(self, state: PartitionState, follower_id: int):
+        """The follower's log state and latest leader epoch (one statement, no transaction);
+        its log row is created on first use."""
+        engine = self.db.broker(follower_id)
+        fstate, f_epoch = unified_log.replica_position(self.db, engine, state.topic_id, state.partition_id)
         if fstate is None:
-            with self.db.write(follower_engine) as conn:
-                fstate = unified_log.load_or_create(conn, state.topic_id, state.topic_name, pid)
+            with self.db.write(engine) as conn:
+                fstate = unified_log.load_or_create(conn, state.topic_id, state.topic_name, state.partition_id)
             f_epoch = None
+        return fstate, f_epoch
 
+    def _read_leader(self, state: PartitionState, positions: dict, max_records: int):
+        """One read transaction on the leader's file: its log state, the followers' states it
+        recorded, and per follower where their histories agree (leader epochs) and what it
+        would copy (read once for followers at the same log end offset)."""
+        plans: dict[int, tuple] = {}
         followers: dict[int, leader_partition.FollowerState] = {}
-        l_epoch, l_end = UNDEFINED_EPOCH, 0
-        rows, batches = [], []
-        with self.db.read(leader_engine) as conn:
-            lstate = unified_log.load(conn, state.topic_id, pid)
+        with self.db.read(self.db.broker(state.leader)) as conn:
+            lstate = unified_log.load(conn, state.topic_id, state.partition_id)
             if lstate is None:
                 lstate = unified_log.LogState(-1, 0, 0, 0, 0)
-            else:
-                followers = leader_partition.follower_states(conn, lstate.log_id, state.leader_epoch)
+                return lstate, followers, {f: (UNDEFINED_EPOCH, 0, [], []) for f in positions}
+            followers = leader_partition.follower_states(conn, lstate.log_id, state.leader_epoch)
+            to_copy: dict[int, tuple[list, list]] = {}
+            for follower_id, (fstate, f_epoch) in positions.items():
                 if f_epoch is not None:
                     l_epoch, l_end = leader_epoch_cache.end_offset_for(conn, lstate.log_id, f_epoch,
                                                                        lstate.log_end_offset)
                 else:
-                    l_end = lstate.log_end_offset
-                # What step 2 copies, read in the same snapshot (unused if step 1 truncates).
-                if lstate.log_start_offset <= fstate.log_end_offset < lstate.log_end_offset:
-                    rows = unified_log.read_for_follower(conn, lstate, fstate.log_end_offset, max_records)
-                    if rows:
-                        batches = producer_state.batches_in_range(conn, lstate.log_id, fstate.log_end_offset,
-                                                                  fstate.log_end_offset + len(rows))
+                    l_epoch, l_end = UNDEFINED_EPOCH, lstate.log_end_offset
+                begin = fstate.log_end_offset
+                if begin not in to_copy:
+                    # What step 2 copies, read in the same snapshot (unused if step 1 truncates).
+                    rows, batches = [], []
+                    if lstate.log_start_offset <= begin < lstate.log_end_offset:
+                        rows = unified_log.read_for_follower(conn, lstate, begin, max_records)
+                        if rows:
+                            batches = producer_state.batches_in_range(conn, lstate.log_id, begin, begin + len(rows))
+                    to_copy[begin] = (rows, batches)
+                plans[follower_id] = (l_epoch, l_end, *to_copy[begin])
+        return lstate, followers, plans
+
+    def _step(self, state: PartitionState, follower_id: int, position, lstate: unified_log.LogState, plan):
+        """Steps 1 and 2 for one follower, from what the round read: a StepResult when it
+        truncated or raced another step, else (follower LEO, records copied)."""
+        follower_engine = self.db.broker(follower_id)
+        pid = state.partition_id
+        fstate, f_epoch = position
+        l_epoch, l_end, rows, batches = plan
 
         # 1. Divergence: truncate the follower to where its history and the leader's agree.
         target = fstate.log_end_offset
@@ -142,7 +161,8 @@ class ReplicaFetcher:
             with self.db.write(follower_engine) as conn:
                 current = unified_log.load(conn, state.topic_id, pid)
                 if current is None or current.log_end_offset != fstate.log_end_offset:
-                    return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark)
+                    return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark,
+                                      raced=True)
                 if current.log_end_offset < lstate.log_start_offset:
                     fstate = unified_log.truncate_fully_and_start_at(conn, current, lstate.log_start_offset)
                 else:
@@ -158,10 +178,11 @@ class ReplicaFetcher:
             with self.db.write(follower_engine) as conn:
                 current = unified_log.load(conn, state.topic_id, pid)
                 if current is None or current.log_end_offset != fstate.log_end_offset:
-                    return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark)
+                    return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark,
+                                      raced=True)
                 follower_leo = unified_log.append_as_follower(
                     conn, current, rows, lstate.high_watermark, batches).log_end_offset
-        return (lstate, followers), follower_leo, len(rows)
+        return follower_leo, len(rows)
 
     def _record_positions(self, topic: TopicMetadata, state: PartitionState, image, snapshot,
                           copied: list[tuple[int, int]]) -> int | None:

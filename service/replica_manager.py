@@ -255,7 +255,9 @@ class ReplicaManager:
             results = self.fetcher.fetch_round(topic, state)
         finally:
             driver.release()
-        return any(r.copied or r.truncated for r in results.values())
+        # A step that raced another process's step saw progress too: look again at once
+        # rather than back off as if the followers were stuck.
+        return any(r.copied or r.truncated or r.raced for r in results.values())
 
     def _driver(self, topic_id: str, partition_id: int) -> "RoundDriver":
         key = (topic_id, partition_id)
