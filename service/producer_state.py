@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, null, select, true
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from service import schema
 from service.db import driver_sql, run
@@ -183,6 +184,28 @@ _HEADER_COLUMNS = (_b.base_offset, _b.last_offset, _b.producer_id, _b.producer_e
 _UNREAD = object()
 
 
+def _data_upsert():
+    """Kafka's ``ProducerStateManager.update`` for a data batch as one statement: the epoch,
+    last sequence and offset become the batch's, the timestamp never moves back, and a
+    transactional batch opens the producer's transaction here unless one is open already."""
+    stmt = sqlite_insert(schema.producer_state).values(
+        log_id=bindparam("log_id"), producer_id=bindparam("pid"), producer_epoch=bindparam("epoch"),
+        last_sequence=bindparam("last_seq"), last_offset=bindparam("last_offset"), last_timestamp=bindparam("ts"),
+        coordinator_epoch=bindparam("coordinator_epoch"),
+        current_txn_first_offset=case((bindparam("txn") == true(), bindparam("first_offset")), else_=null()))
+    ex = stmt.excluded
+    return stmt.on_conflict_do_update(index_elements=[_s.log_id, _s.producer_id], set_={
+        "producer_epoch": ex.producer_epoch, "last_sequence": ex.last_sequence, "last_offset": ex.last_offset,
+        "last_timestamp": func.max(_s.last_timestamp, ex.last_timestamp),
+        "current_txn_first_offset": func.coalesce(_s.current_txn_first_offset, ex.current_txn_first_offset)})
+
+
+_UPSERT_DATA_STATE, _UPSERT_ORDER = driver_sql(_data_upsert())
+assert _UPSERT_ORDER == ("log_id", "pid", "epoch", "last_seq", "last_offset", "ts", "coordinator_epoch", "txn",
+                         "first_offset"), \
+    _UPSERT_ORDER
+
+
 def append_batch(conn: Connection, log_id: int, header: BatchHeader, entry=_UNREAD) -> None:
     """Record an appended batch and update the producer state (Kafka's
     ``ProducerAppendInfo.append`` then ``ProducerStateManager.update``), in the append's
@@ -190,6 +213,13 @@ def append_batch(conn: Connection, log_id: int, header: BatchHeader, entry=_UNRE
     what the leader wrote. ``entry``: the producer's state as loaded earlier in this same
     transaction (None: no state), which saves reading it again."""
     run(conn, _INSERT_BATCH, (log_id, *header))
+    if not header.is_control:
+        # One statement, no read of the current state: this runs for every idempotent batch
+        # on the leader and on each follower.
+        run(conn, _UPSERT_DATA_STATE, (log_id, header.producer_id, header.producer_epoch, header.last_sequence,
+                                       header.last_offset, header.max_timestamp, -1, bool(header.is_transactional),
+                                       header.base_offset))
+        return
     current = _state_row(conn, log_id, header.producer_id) if entry is _UNREAD else _entry_row(entry)
     _apply(conn, log_id, header, record_index=True, current=current)
 
