@@ -68,6 +68,13 @@ def _parse_body_records(data: bytes) -> list[Any]:
         return [single]
     except orjson.JSONDecodeError:
         pass
+    # The common shape: one record per line. If every non-blank line is a whole JSON value,
+    # that is exactly the concatenated parse (lines are separated by whitespace), and orjson
+    # reads it at twice the speed of the general parser below.
+    try:
+        return [orjson.loads(line) for line in data.split(b"\n") if line.strip()]
+    except orjson.JSONDecodeError:
+        pass  # a record spans lines, or a line holds several: the general parser decides
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
