@@ -954,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=None, help="measured seconds per phase (default 10; quick 2)")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds before each phase (default 2; quick 0.5)")
     ap.add_argument("--rounds", type=int, default=None,
-                    help="rounds of each compared phase, order alternating (default 2; quick 1)")
+                    help="rounds of each compared phase, order alternating (default 3; quick 1)")
     ap.add_argument("--connections", type=int, default=8, help="connections for single-record phases (default 8)")
     ap.add_argument("--batch-connections", type=int, default=4, help="connections for batch phases (default 4)")
     ap.add_argument("--batch", type=int, default=100, help="records per batch request (default 100)")
@@ -990,7 +990,7 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     args.duration = args.duration if args.duration is not None else (2.0 if q else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if q else 2.0)
-    args.rounds = args.rounds or (1 if q else 2)
+    args.rounds = args.rounds or (1 if q else 3)  # odd: the median is a measured round
     args.reps = args.reps or (1 if q else 3)
     args.sqlite_seconds = args.sqlite_seconds or (1.0 if q else 3.0)
     args.consume_records = args.consume_records or (100_000 if q else 300_000)
