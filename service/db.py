@@ -141,16 +141,30 @@ class Database:
         return self.data_dir / CONTROLLER_FILE
 
     @contextmanager
-    def write(self, engine: Engine) -> Iterator[Connection]:
+    def write(self, engine: Engine, durable: bool = True) -> Iterator[Connection]:
         """One write transaction (``BEGIN IMMEDIATE`` ... COMMIT) on one file.
 
         Everything read inside it is current and stays so until COMMIT: checks that guard a
         write belong inside. An exception rolls the whole transaction back.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL`` for this
+        transaction only): still atomic, and durable with the file's next synchronous commit
+        (WAL frames are written in order), but a power loss may undo it. Only for state that
+        is recomputed after such a loss, such as a leader's record of its followers' positions
+        and the high watermark (Kafka checkpoints those lazily too); never for records.
         """
         lock = self._locks[engine]
         with lock, self._file_lock(engine), engine.connect() as conn:
-            with _transaction(conn, "BEGIN IMMEDIATE"):
-                yield conn
+            relaxed = not durable and self.sync == "full"
+            raw = conn.connection.driver_connection
+            if relaxed:
+                raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with _transaction(conn, "BEGIN IMMEDIATE"):
+                    yield conn
+            finally:
+                if relaxed:
+                    raw.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
     def _file_lock(self, engine: Engine) -> Iterator[None]:

@@ -194,7 +194,9 @@ class ReplicaFetcher:
         if not any(self._leader_update_due(state, lstate, followers, f, leo, min_isr, now) for f, leo in copied):
             return None
         joins = []
-        with self.db.write(self.db.broker(state.leader)) as conn:
+        # Not waited onto the disk: positions and the HW are recomputed from the replicas'
+        # (durable) logs after a power loss, as Kafka recomputes its lazily checkpointed HW.
+        with self.db.write(self.db.broker(state.leader), durable=False) as conn:
             current = unified_log.load(conn, state.topic_id, state.partition_id)
             assert current is not None
             leader_epoch_cache.assign(conn, current.log_id, state.leader_epoch, current.log_end_offset)

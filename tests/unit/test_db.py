@@ -119,3 +119,31 @@ def test_read_sees_one_snapshot(tmp_path):
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
     finally:
         db.dispose()
+
+
+def test_a_relaxed_write_commits_and_leaves_the_connection_synchronous(tmp_path):
+    """``write(durable=False)`` (the leader's positions and HW) commits like any write, and
+    the pooled connection is back at synchronous=FULL for the next one, even after a failure."""
+    db = Database(tmp_path)
+    engine = db.controller
+    try:
+        with db.write(engine) as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        with db.write(engine, durable=False) as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL inside
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with pytest.raises(RuntimeError):
+            with db.write(engine, durable=False) as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+                raise RuntimeError("boom")
+        with db.read(engine) as conn:
+            assert conn.exec_driver_sql("SELECT x FROM t").scalars().all() == [1]
+        # every connection the pool hands out is synchronous=FULL again
+        conns = [engine.connect() for _ in range(3)]
+        try:
+            assert [c.exec_driver_sql("PRAGMA synchronous").scalar() for c in conns] == [2, 2, 2]
+        finally:
+            for c in conns:
+                c.close()
+    finally:
+        db.dispose()
