@@ -534,36 +534,9 @@ def _proc_cpu_seconds(pid: int) -> float:
 def connections_per_worker(server_pid: int, port: int) -> list[int]:
     """How many established connections to ``port`` each gunicorn worker holds (sorted, most
     first): a load that lands on one worker runs on one GIL, which skews any ratio."""
-    try:
-        with open(f"/proc/{server_pid}/task/{server_pid}/children") as f:
-            workers = [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
-                inodes.add(fields[9])
-    counts = []
-    for pid in workers:
-        n = 0
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                n += target.startswith("socket:[") and target[8:-1] in inodes
-        except OSError:
-            continue
-        counts.append(n)
-    return sorted(counts, reverse=True)
+    from cli.gunicorn_worker import connections_per_worker as per_worker
+
+    return sorted(per_worker(server_pid, port).values(), reverse=True)
 
 
 def _host_cpu() -> tuple[float, float]:

@@ -951,10 +951,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a fast smoke run (~1 min)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout instead of the table")
-    ap.add_argument("--duration", type=float, default=None, help="measured seconds per phase (default 10; quick 2)")
+    ap.add_argument("--duration", type=float, default=None, help="measured seconds per phase (default 6; quick 2)")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds before each phase (default 2; quick 0.5)")
     ap.add_argument("--rounds", type=int, default=None,
-                    help="rounds of each compared phase, order alternating (default 3; quick 1)")
+                    help="rounds of each compared phase, order alternating (default 5; quick 1)")
     ap.add_argument("--connections", type=int, default=8, help="connections for single-record phases (default 8)")
     ap.add_argument("--batch-connections", type=int, default=4, help="connections for batch phases (default 4)")
     ap.add_argument("--batch", type=int, default=100, help="records per batch request (default 100)")
@@ -988,9 +988,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(total run time {results['elapsed_s']:.0f} s)")
         return 0 if all(v["ok"] for v in results["checks"].values()) else 1
     q = args.quick
-    args.duration = args.duration if args.duration is not None else (2.0 if q else 10.0)
+    args.duration = args.duration if args.duration is not None else (2.0 if q else 6.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if q else 2.0)
-    args.rounds = args.rounds or (1 if q else 3)  # odd: the median is a measured round
+    # Five short rounds rather than two long ones: on a shared host the speed drifts by 10-20%
+    # from one 10 s phase to the next, and the median of five paired ratios resists that
+    # better (odd: the median is a measured round).
+    args.rounds = args.rounds or (1 if q else 5)
     args.reps = args.reps or (1 if q else 3)
     args.sqlite_seconds = args.sqlite_seconds or (1.0 if q else 3.0)
     args.consume_records = args.consume_records or (100_000 if q else 300_000)

@@ -105,3 +105,40 @@ class BalancedThreadWorker(ThreadWorker):
     def wait_for_and_dispatch_events(self, timeout) -> None:
         super().wait_for_and_dispatch_events(timeout)
         self._publish()  # connections closed or kept alive meanwhile
+
+
+def connections_per_worker(master_pid: int, port: int, client_ports: set[int] | None = None) -> dict[int, int]:
+    """Established connections to ``port`` held by each worker of the gunicorn master
+    ``master_pid`` (only those from ``client_ports`` if given), read from /proc (Linux):
+    how a benchmark or a test sees where its connections landed."""
+    try:
+        with open(f"/proc/{master_pid}/task/{master_pid}/children") as f:
+            workers = [int(x) for x in f.read().split()]
+    except OSError:
+        return {}
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, remote = int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)
+            if local == port and fields[3] == "01" and (client_ports is None or remote in client_ports):
+                inodes.add(fields[9])  # "01": ESTABLISHED
+    counts = {}
+    for pid in workers:
+        n = 0
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                n += target.startswith("socket:[") and target[8:-1] in inodes
+        except OSError:
+            continue
+        counts[pid] = n
+    return counts

@@ -9,38 +9,7 @@ import os
 import socket
 import time
 
-
-def _server_socket_inodes(port: int, client_ports: set[int]) -> set[str]:
-    """Inodes of the server-side sockets of the connections from ``client_ports`` (from
-    /proc/net/tcp: local port = the server's, remote port = a client's)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                lines = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            if local_port == port and remote_port in client_ports:
-                inodes.add(fields[9])
-    return inodes
-
-
-def _owner_counts(worker_pids: list[int], inodes: set[str]) -> dict[int, int]:
-    counts = {pid: 0 for pid in worker_pids}
-    for pid in worker_pids:
-        fd_dir = f"/proc/{pid}/fd"
-        for fd in os.listdir(fd_dir):
-            try:
-                target = os.readlink(os.path.join(fd_dir, fd))
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                counts[pid] += 1
-    return counts
+from cli.gunicorn_worker import connections_per_worker
 
 
 def test_connections_opened_together_are_spread_over_the_workers(dlog):
@@ -57,7 +26,7 @@ def test_connections_opened_together_are_spread_over_the_workers(dlog):
         ports = {c.getsockname()[1] for c in clients}
         counts: dict[int, int] = {}
         for _ in range(50):
-            counts = _owner_counts(workers, _server_socket_inodes(dlog.port, ports))
+            counts = connections_per_worker(dlog.pid, dlog.port, ports)
             if sum(counts.values()) == 8:
                 break
             time.sleep(0.05)
