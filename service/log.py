@@ -102,12 +102,6 @@ _SELECT_HW, _ = driver_sql(select(_log.high_watermark).where(
     _log.topic_id == bindparam("topic_id"), _log.partition_id == bindparam("partition_id")))
 
 
-def high_watermark(conn: Connection, topic_id: str, partition_id: int) -> int:
-    """A replica's high watermark (0 when it has no log yet)."""
-    row = run(conn, _SELECT_HW, (topic_id, partition_id)).fetchone()
-    return row[0] if row is not None else 0
-
-
 def current_high_watermark(db: Database, engine: Engine, topic_id: str, partition_id: int) -> int:
     """A replica's high watermark read outside any transaction (one statement is its own
     snapshot): what a waiting produce polls, at a few microseconds a look."""
@@ -187,8 +181,7 @@ def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record
     last = base + len(rows) - 1
     run(conn, _UPDATE_AFTER_APPEND, (last + 1, added, log_id))
     if producer.is_idempotent:
-        producer_state.append_batch(conn, log_id, producer_state.data_header(producer, base, last, max(timestamps)),
-                                    entry)
+        producer_state.append_batch(conn, log_id, producer_state.data_header(producer, base, last, max(timestamps)))
     return LogAppendInfo(base, last, tuple(timestamps), state.log_start_offset)
 
 

@@ -181,9 +181,6 @@ _HEADER_COLUMNS = (_b.base_offset, _b.last_offset, _b.producer_id, _b.producer_e
                    _b.last_sequence, _b.is_transactional, _b.is_control, _b.control_type, _b.max_timestamp)
 
 
-_UNREAD = object()
-
-
 def _data_upsert():
     """Kafka's ``ProducerStateManager.update`` for a data batch as one statement: the epoch,
     last sequence and offset become the batch's, the timestamp never moves back, and a
@@ -206,12 +203,11 @@ assert _UPSERT_ORDER == ("log_id", "pid", "epoch", "last_seq", "last_offset", "t
     _UPSERT_ORDER
 
 
-def append_batch(conn: Connection, log_id: int, header: BatchHeader, entry=_UNREAD) -> None:
+def append_batch(conn: Connection, log_id: int, header: BatchHeader) -> None:
     """Record an appended batch and update the producer state (Kafka's
     ``ProducerAppendInfo.append`` then ``ProducerStateManager.update``), in the append's
     transaction. No validation: the leader validated before appending; a follower applies
-    what the leader wrote. ``entry``: the producer's state as loaded earlier in this same
-    transaction (None: no state), which saves reading it again."""
+    what the leader wrote."""
     run(conn, _INSERT_BATCH, (log_id, *header))
     if not header.is_control:
         # One statement, no read of the current state: this runs for every idempotent batch
@@ -220,16 +216,7 @@ def append_batch(conn: Connection, log_id: int, header: BatchHeader, entry=_UNRE
                                        header.last_offset, header.max_timestamp, -1, bool(header.is_transactional),
                                        header.base_offset))
         return
-    current = _state_row(conn, log_id, header.producer_id) if entry is _UNREAD else _entry_row(entry)
-    _apply(conn, log_id, header, record_index=True, current=current)
-
-
-def _entry_row(entry: ProducerStateEntry | None) -> dict | None:
-    if entry is None:
-        return None
-    return {"producer_epoch": entry.producer_epoch, "last_sequence": entry.last_sequence,
-            "last_offset": entry.last_offset, "last_timestamp": entry.last_timestamp,
-            "coordinator_epoch": entry.coordinator_epoch, "current_txn_first_offset": entry.current_txn_first_offset}
+    _apply(conn, log_id, header, record_index=True)
 
 
 def data_header(batch: ProducerBatch, first_offset: int, last_offset: int, max_timestamp: int) -> BatchHeader:
@@ -240,16 +227,15 @@ def data_header(batch: ProducerBatch, first_offset: int, last_offset: int, max_t
 
 _FIRST_OPEN_TXN_OF_OTHERS, _ = driver_sql(select(func.min(_s.current_txn_first_offset)).where(
     _s.log_id == bindparam("log_id"), _s.producer_id != bindparam("pid")))
-_t = schema.transaction_index.c
 _INSERT_TXN_INDEX, _TXN_INDEX_ORDER = driver_sql(insert(schema.transaction_index).values(
     log_id=bindparam("log_id"), last_offset=bindparam("last"), producer_id=bindparam("pid"),
     first_offset=bindparam("first"), is_aborted=bindparam("aborted"), last_stable_offset=bindparam("lso")))
 assert _TXN_INDEX_ORDER == ("log_id", "last", "pid", "first", "aborted", "lso"), _TXN_INDEX_ORDER
 
 
-def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool, current=_UNREAD) -> None:
+def _apply(conn: Connection, log_id: int, h: BatchHeader, record_index: bool) -> None:
     """Replay one batch into its producer's state (no validation)."""
-    m = _state_row(conn, log_id, h.producer_id) if current is _UNREAD else current
+    m = _state_row(conn, log_id, h.producer_id)
     open_txn = m["current_txn_first_offset"] if m is not None else None
     if h.is_control:
         if open_txn is not None and record_index:
