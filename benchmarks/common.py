@@ -231,12 +231,17 @@ def run_sqlite_baselines(workdir: str, sync: str, reps: int, seconds: float) -> 
     runs = [sqlite_range_read(path, sync, 200_000, seconds) for _ in range(reps)]
     out["sqlite_range_read_1000"] = median_of(runs)
     log(f"sqlite range read of 1000 offsets: {out['sqlite_range_read_1000']['median']:,.0f} rec/s")
+    remove_db(path)
+    return out
+
+
+def remove_db(path: str) -> None:
+    """Delete a baseline SQLite file with its WAL and shared-memory files."""
     for suffix in ("", "-wal", "-shm"):
         try:
             os.unlink(path + suffix)
         except FileNotFoundError:
             pass
-    return out
 
 
 # =============================================================================== load generator

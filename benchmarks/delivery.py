@@ -89,6 +89,7 @@ from common import (  # noqa: E402
     median_of,
     pct,
     phase,
+    remove_db,
     run_load,
     sqlite_range_read,
     start_dlog,
@@ -623,11 +624,7 @@ def _run(args, workdir: str) -> dict:
     runs = [sqlite_range_read(path, args.sync, 200_000, args.sqlite_seconds) for _ in range(args.reps)]
     results["baselines"]["sqlite_range_read_1000"] = median_of(runs)
     log(f"sqlite range read of 1000 offsets: {results['baselines']['sqlite_range_read_1000']['median']:,.0f} rec/s")
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            os.unlink(path + suffix)
-        except FileNotFoundError:
-            pass
+    remove_db(path)
 
     # ------------------------------------------------------------- dlog
     port = free_port()
