@@ -10,7 +10,10 @@ inclusive time.
 Shapes: ``single`` (v3, 1 record, acks=1, 16 connections), ``v3batch`` / ``v2batch`` (1000
 records, 4 connections), ``read`` (stateless 1000-record reads), ``single_rf3_all`` (v3, 1
 record, acks=all, RF 3, 8 connections), ``consume`` (2 v2 consumer instances polling
-``GET .../records?max_bytes=100000``, each seeking back to the beginning at the end).
+``GET .../records?max_bytes=100000``, each seeking back to the beginning at the end),
+``plain_rf3`` / ``idem_rf3`` / ``txn_rf3`` (the delivery benchmark's producers: 4 connections,
+each its own partition of an RF 3 topic and its own producer, 100-record acks=all produces; the
+transactional ones commit every 100 ms).
 
 * ``--gil`` samples only the thread holding the GIL: Python CPU time.
 * without it, every running thread is sampled: wall time, including waits in locks and fsync.
@@ -95,7 +98,8 @@ def summarise(raw: str, top: int) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("shape", choices=("single", "v3batch", "v2batch", "read", "single_rf3_all", "consume"))
+    ap.add_argument("shape", choices=("single", "v3batch", "v2batch", "read", "single_rf3_all", "consume",
+                                      "plain_rf3", "idem_rf3", "txn_rf3"))
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--gil", action="store_true", help="only the GIL holder (CPU), not wall time")
     ap.add_argument("--top", type=int, default=30)
@@ -114,9 +118,18 @@ def main() -> int:
         base = f"http://{host}"
         srv = pr.start_dlog(workdir, port, "full", None, None)
         cid = requests.get(f"{base}/v3/clusters", timeout=30).json()["data"][0]["cluster_id"]
-        pr.create_topic(base, cid, "t", 3 if args.shape == "single_rf3_all" else 1)
+        producers = {"plain_rf3": "plain", "idem_rf3": "idempotent", "txn_rf3": "transactional"}
+        rf3 = args.shape == "single_rf3_all" or args.shape in producers
+        pr.create_topic(base, cid, "t", 3 if rf3 else 1, 4 if args.shape in producers else 1)
         rng = random.Random(1)
-        if args.shape == "single_rf3_all":
+        if args.shape in producers:
+            mode, values, specs, per = producers[args.shape], delivery._b64_values(rng), [], 100
+            for n in range(4):
+                tid = f"prof-{n}" if mode == "transactional" else None
+                prod = delivery.init_producer(base, cid, tid) if mode != "plain" else None
+                specs.append({"kind": "client", "client": delivery.ProduceClient(
+                    host, cid, "t", n, 100, "all", mode, values, prod, tid, 0.1)})
+        elif args.shape == "single_rf3_all":
             specs, per = [{"kind": "repeat", "request": pr.v3_single(host, cid, "t", "all", rng)} for _ in range(8)], 1
         elif args.shape == "consume":
             payload = pr.v2_records(host, "t", "1", rng, 1000).partition(b"\r\n\r\n")[2]

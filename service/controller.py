@@ -21,7 +21,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from service import schema
 from service.clock import Clock
 from service.config import Config
-from service.db import Database
+from service.db import Database, driver_sql
 from service.errors import Errors, KafkaError, bad_request, partition_not_found, topic_not_found
 from service.partition_change import elect_leader
 from service.log_config import LogConfig, effective_configs, validate_config, validate_config_name
@@ -121,6 +121,9 @@ def assign_replicas(broker_ids: Sequence[int], partitions: int, replication_fact
     return assignment
 
 
+_SELECT_METADATA_VERSION, _ = driver_sql(select(schema.cluster.c.metadata_version))
+
+
 class Controller:
     """Reads and changes cluster metadata; each change is one transaction on controller.db."""
 
@@ -177,11 +180,16 @@ class Controller:
         if image is not None and getattr(local, "data_version", None) == data_version \
                 and getattr(local, "version", None) == image.version:
             return image
-        with self.db.read(self.db.controller) as conn:
-            version = conn.execute(select(schema.cluster.c.metadata_version)).scalar_one()
-            image = self._image
-            if image is None or image.version != version:
-                image = self._load(conn, version)
+        # Something committed to controller.db (mostly transaction and group state, which the
+        # image does not hold): one statement on the same probe connection tells whether the
+        # metadata moved. Read after data_version, so a commit in between is seen next time.
+        row = self.db.query_one(self.db.controller, _SELECT_METADATA_VERSION)
+        if image is None or row is None or image.version != row[0]:
+            with self.db.read(self.db.controller) as conn:
+                version = conn.execute(select(schema.cluster.c.metadata_version)).scalar_one()
+                image = self._image
+                if image is None or image.version != version:
+                    image = self._load(conn, version)
         with self._image_lock:
             if self._image is None or self._image.version <= image.version:
                 self._image = image

@@ -93,6 +93,28 @@ def test_topics_survive_a_restart(data_dir, clock):
         s.shut_down()
 
 
+
+def test_metadata_image_follows_another_process_and_survives_other_commits(data_dir, clock):
+    """Each process caches the metadata image; a change made by another process (its own
+    Database, as a second gunicorn worker) is seen on the next look, and a commit to
+    controller.db that does not touch the metadata (transaction state) keeps the cache."""
+    a = DlogServer(Config(data_dir=data_dir), clock)
+    a.start_up(background=False)
+    b = DlogServer(Config(data_dir=data_dir), clock)
+    b.start_up(background=False)
+    try:
+        cached = a.controller.image()
+        assert a.controller.image() is cached
+        b.transaction_coordinator.handle_init_producer_id("t1", 60000)  # controller.db, not metadata
+        assert a.controller.image() is cached
+        b.controller.create_topic("from-b", 2, 1, [])
+        seen = a.controller.image()
+        assert seen.version > cached.version and seen.topics["from-b"].partitions_count == 2
+        assert a.controller.image() is seen
+    finally:
+        b.shut_down()
+        a.shut_down()
+
 # ------------------------------------------------------------------------ topic names
 @pytest.mark.parametrize("name", ["a", "a" * 249, "orders.v1_final-2", "...", "-", "_", "A.B"])
 def test_legal_topic_names(server, name):
