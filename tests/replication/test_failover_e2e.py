@@ -9,7 +9,6 @@ import sqlite3
 import threading
 import time
 
-
 from tests.e2e.conftest import DlogProcess, b64, dlog_factory, integrity_check  # noqa: F401 (fixture)
 
 LAG = {"DLOG_REPLICA_LAG_TIME_MAX_MS": "1000"}
