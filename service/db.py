@@ -151,7 +151,8 @@ class Database:
         transaction only): still atomic, and durable with the file's next synchronous commit
         (WAL frames are written in order), but a power loss may undo it. Only for state that
         is recomputed after such a loss, such as a leader's record of its followers' positions
-        and the high watermark (Kafka checkpoints those lazily too); never for records.
+        and the high watermark (Kafka checkpoints those lazily too), or the Complete state of
+        a transaction whose Prepare state recovery completes again; never for records.
         """
         lock = self._locks[engine]
         with lock, self._file_lock(engine), engine.connect() as conn:

@@ -152,7 +152,7 @@ def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record
         ``producer_state.validate_append``; nothing is written.
     """
     if producer.is_idempotent:
-        entry = producer_state.load_entry(conn, state.log_id, producer.producer_id)
+        entry = producer_state.load_entry(conn, state.log_id, producer.producer_id, producer)
         duplicate = producer_state.validate_append(entry, producer, len(records))
         if duplicate is not None:
             stamps = conn.execute(select(_rec.timestamp).where(
@@ -170,13 +170,15 @@ def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record
     added = 0
     seq = producer.base_sequence
     pid, epoch, txn = producer.producer_id, producer.producer_epoch, producer.is_transactional
+    # Per-record sequences: consecutive from the base, wrapping past int32 max to 0.
+    wraps = seq != NO_SEQUENCE and seq > producer_state.INT32_MAX - len(records)
+    step = 0 if seq == NO_SEQUENCE else 1
     for i, r in enumerate(records):
         ts = now_ms if (log_append_time or r.timestamp is None) else r.timestamp
         timestamps.append(ts)
         added += r.size
-        rows.append((log_id, base + i, ts, r.key, r.value, r.headers, leader_epoch, pid, epoch, seq, txn, False))
-        if seq != NO_SEQUENCE:
-            seq = producer_state.increment_sequence(seq, 1)
+        rows.append((log_id, base + i, ts, r.key, r.value, r.headers, leader_epoch, pid, epoch,
+                     producer_state.increment_sequence(seq, i) if wraps else seq + i * step, txn, False))
     run_many(conn, _INSERT_RECORD, rows)
     last = base + len(rows) - 1
     run(conn, _UPDATE_AFTER_APPEND, (last + 1, added, log_id))

@@ -97,12 +97,24 @@ def _state_row(conn: Connection, log_id: int, producer_id: int) -> dict | None:
     return dict(zip(_STATE_COLUMNS, row)) if row is not None else None
 
 
-def load_entry(conn: Connection, log_id: int, producer_id: int) -> ProducerStateEntry | None:
+def load_entry(conn: Connection, log_id: int, producer_id: int,
+               batch: ProducerBatch | None = None) -> ProducerStateEntry | None:
+    """The producer's state on this replica, with its last five batches (oldest first).
+
+    Given the ``batch`` about to be checked, the five are not read when it is the next in
+    sequence of the same epoch (the common case): it cannot repeat any of them, since they
+    end at the last sequence and five batches cannot wrap around the int32 sequence space.
+    """
     m = _state_row(conn, log_id, producer_id)
     if m is None:
         return None
-    batches = run(conn, _SELECT_BATCHES, (log_id, producer_id, m["producer_epoch"], False,
-                                          NUM_BATCHES_TO_RETAIN, 0)).fetchall()
+    last = m["last_sequence"]
+    if batch is not None and batch.producer_epoch == m["producer_epoch"] and last != NO_SEQUENCE \
+            and batch.base_sequence == increment_sequence(last, 1):
+        batches = []
+    else:
+        batches = run(conn, _SELECT_BATCHES, (log_id, producer_id, m["producer_epoch"], False,
+                                              NUM_BATCHES_TO_RETAIN, 0)).fetchall()
     return ProducerStateEntry(producer_id, m["producer_epoch"], m["last_sequence"], m["last_offset"],
                               m["last_timestamp"], m["coordinator_epoch"], m["current_txn_first_offset"],
                               tuple(BatchMetadata(*b) for b in reversed(batches)))

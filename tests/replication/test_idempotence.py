@@ -92,6 +92,12 @@ def test_sequence_wraps_at_int32_max(cluster):
     assert isinstance(wrapped, LogAppendInfo) and not wrapped.duplicate
     assert _send(cluster, pid, 1).first_offset == 3
     assert _send(cluster, pid, 2147483647, 2).duplicate
+    # every replica stores each record's own sequence, wrapped as Kafka's incrementSequence
+    cluster.replicate()
+    for broker_id in cluster.state().replicas:
+        with cluster.server.db.read(cluster.server.db.broker(broker_id)) as conn:
+            stored = [r[0] for r in conn.exec_driver_sql('SELECT sequence FROM record ORDER BY "offset"')]
+        assert stored == [2147483646, 2147483647, 0, 1], broker_id
 
 
 def test_dedup_survives_failover(cluster):
