@@ -128,6 +128,17 @@ transaction_offset = Table(
     Column("partition_id", Integer, primary_key=True, autoincrement=False),
     Column("offset", BigInteger, nullable=False),
     Column("metadata", String(4096), nullable=True),
+    # Where this TxnOffsetCommit lands in the order of offset commits (see consumer_offsets_log).
+    Column("log_offset", BigInteger, nullable=False, server_default="0"),
+)
+
+consumer_offsets_log = Table(
+    "consumer_offsets_log", controller_metadata,
+    # The order of offset commits, plain and transactional (Kafka: their offsets in the
+    # __consumer_offsets partition). At commit, a transaction's pending offset replaces a
+    # partition's committed offset only if it was sent after it (3.19). One row.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("log_end_offset", BigInteger, nullable=False),
 )
 
 committed_offset = Table(
@@ -139,6 +150,8 @@ committed_offset = Table(
     Column("offset", BigInteger, nullable=False),
     Column("metadata", String(4096), nullable=True),
     Column("commit_ms", BigInteger, nullable=False),
+    # Where the commit that set it lands in the order of offset commits (consumer_offsets_log).
+    Column("log_offset", BigInteger, nullable=False, server_default="0"),
 )
 
 consumer_group = Table(

@@ -25,17 +25,55 @@ class OffsetAndMetadata(NamedTuple):
     commit_ms: int
 
 
+_l = schema.consumer_offsets_log.c
+
+
+def append_position(conn: Connection) -> int:
+    """Take the next position in the order of offset commits (Kafka: the offset an OffsetCommit
+    or TxnOffsetCommit record gets in the __consumer_offsets partition). Runs in the caller's
+    write transaction on controller.db, so positions follow the order the commits take effect."""
+    end = conn.execute(select(_l.log_end_offset).where(_l.id == 1)).scalar()
+    if end is None:  # a file the migration did not seed (it always does): start after the old ones
+        end = 1
+        conn.execute(insert(schema.consumer_offsets_log).values(id=1, log_end_offset=end + 1))
+    else:
+        conn.execute(update(schema.consumer_offsets_log).where(_l.id == 1).values(log_end_offset=end + 1))
+    return end
+
+
 def store_offsets(conn: Connection, group_id: str, offsets: Iterable[tuple[str, int, int, str | None]],
                   now_ms: int) -> None:
-    """Write committed offsets (topic, partition, offset, metadata) in the caller's transaction."""
+    """Write committed offsets (topic, partition, offset, metadata) in the caller's transaction,
+    as one commit appended now (one position for all of them)."""
+    position = append_position(conn)
     for topic_name, partition_id, offset, metadata in offsets:
-        updated = conn.execute(update(schema.committed_offset).where(
-            _c.group_id == group_id, _c.topic_name == topic_name, _c.partition_id == partition_id,
-        ).values(offset=offset, metadata=metadata, commit_ms=now_ms)).rowcount
-        if not updated:
-            conn.execute(insert(schema.committed_offset).values(
-                group_id=group_id, topic_name=topic_name, partition_id=partition_id, offset=offset,
-                metadata=metadata, commit_ms=now_ms))
+        _put(conn, group_id, topic_name, partition_id, offset, metadata, now_ms, position)
+
+
+def promote_pending_offsets(conn: Connection, group_id: str,
+                            offsets: Iterable[tuple[str, int, int, str | None, int]], now_ms: int) -> None:
+    """A committed transaction's offsets (topic, partition, offset, metadata, position) become
+    the group's committed offsets, each only where the committed offset was appended before it:
+    a plain commit made after the TxnOffsetCommit wins (Kafka's
+    ``GroupMetadata.completePendingTxnOffsetCommit``, 3.19)."""
+    for topic_name, partition_id, offset, metadata, position in offsets:
+        current = conn.execute(select(_c.log_offset).where(
+            _c.group_id == group_id, _c.topic_name == topic_name, _c.partition_id == partition_id)).scalar()
+        # Position 0: offsets held since before commits were ordered (an older dlog); applied
+        # as that version did.
+        if current is None or current < position or position == 0:
+            _put(conn, group_id, topic_name, partition_id, offset, metadata, now_ms, position)
+
+
+def _put(conn: Connection, group_id: str, topic_name: str, partition_id: int, offset: int, metadata: str | None,
+         now_ms: int, position: int) -> None:
+    updated = conn.execute(update(schema.committed_offset).where(
+        _c.group_id == group_id, _c.topic_name == topic_name, _c.partition_id == partition_id,
+    ).values(offset=offset, metadata=metadata, commit_ms=now_ms, log_offset=position)).rowcount
+    if not updated:
+        conn.execute(insert(schema.committed_offset).values(
+            group_id=group_id, topic_name=topic_name, partition_id=partition_id, offset=offset,
+            metadata=metadata, commit_ms=now_ms, log_offset=position))
 
 
 def delete_group_offsets(conn: Connection, group_id: str) -> int:

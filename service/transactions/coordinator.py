@@ -162,7 +162,8 @@ class TransactionCoordinator:
                 member_check(conn)
             new = meta.transition_to(S.ONGOING, now)
             state_manager.store(conn, new, meta)
-            state_manager.put_pending_offsets(conn, transactional_id, group_id, offsets)
+            state_manager.put_pending_offsets(conn, transactional_id, group_id, offsets,
+                                              group_offsets.append_position(conn))
 
     # ------------------------------------------------------------------ EndTxn
     def handle_end_transaction(self, transactional_id: str, producer_id: int, producer_epoch: int,
@@ -268,9 +269,10 @@ class TransactionCoordinator:
             if commit:
                 by_group: dict[str, list] = {}
                 for r in state_manager.pending_offsets(conn, transactional_id):
-                    by_group.setdefault(r.group_id, []).append((r.topic_name, r.partition_id, r.offset, r.metadata))
+                    by_group.setdefault(r.group_id, []).append((r.topic_name, r.partition_id, r.offset, r.metadata,
+                                                                r.log_offset))
                 for group_id, offsets in by_group.items():
-                    group_offsets.store_offsets(conn, group_id, offsets, now)
+                    group_offsets.promote_pending_offsets(conn, group_id, offsets, now)
             state_manager.clear_pending_offsets(conn, transactional_id)
             rotation = {}
             if current.next_producer_id >= 0:  # the epoch is exhausted: a new producer id at epoch 0

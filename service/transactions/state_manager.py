@@ -78,8 +78,8 @@ def ids_in_states(conn: Connection, states: Iterable[TransactionState]) -> list[
         _t.state.in_([s.value for s in states]))).scalars())
 
 
-_PENDING_OFFSETS, _ = driver_sql(select(_o.group_id, _o.topic_name, _o.partition_id, _o.offset, _o.metadata)
-                                 .where(_o.transactional_id == bindparam("tid")))
+_PENDING_OFFSETS, _ = driver_sql(select(_o.group_id, _o.topic_name, _o.partition_id, _o.offset, _o.metadata,
+                                        _o.log_offset).where(_o.transactional_id == bindparam("tid")))
 _CLEAR_OFFSETS, _ = driver_sql(delete(schema.transaction_offset).where(_o.transactional_id == bindparam("tid")))
 
 
@@ -89,6 +89,7 @@ class PendingOffset(NamedTuple):
     partition_id: int
     offset: int
     metadata: str | None
+    log_offset: int  # where the TxnOffsetCommit lands in the order of offset commits
 
 
 def pending_offsets(conn: Connection, transactional_id: str) -> list[PendingOffset]:
@@ -96,14 +97,16 @@ def pending_offsets(conn: Connection, transactional_id: str) -> list[PendingOffs
 
 
 def put_pending_offsets(conn: Connection, transactional_id: str, group_id: str,
-                        offsets: Iterable[tuple[str, int, int, str | None]]) -> None:
+                        offsets: Iterable[tuple[str, int, int, str | None]], position: int) -> None:
+    """Hold a TxnOffsetCommit's offsets until the transaction ends; ``position`` is where it
+    lands in the order of offset commits (``groups.offsets.append_position``)."""
     for topic_name, partition_id, offset, metadata in offsets:
         conn.execute(delete(schema.transaction_offset).where(
             _o.transactional_id == transactional_id, _o.group_id == group_id, _o.topic_name == topic_name,
             _o.partition_id == partition_id))
         conn.execute(insert(schema.transaction_offset).values(
             transactional_id=transactional_id, group_id=group_id, topic_name=topic_name, partition_id=partition_id,
-            offset=offset, metadata=metadata))
+            offset=offset, metadata=metadata, log_offset=position))
 
 
 def clear_pending_offsets(conn: Connection, transactional_id: str) -> None:

@@ -66,3 +66,25 @@ def test_server_start_up_migrates_every_file(tmp_path, clock):
     finally:
         s.shut_down()
     assert sorted(p.name for p in tmp_path.glob("*.db")) == ["broker-0.db", "broker-1.db", "controller.db"]
+
+
+def test_offsets_committed_before_commit_order_keep_their_values_and_count_as_older(tmp_path):
+    """c0007 orders offset commits (3.19): offsets committed by an older dlog survive the
+    upgrade, at position 0, before anything committed after it."""
+    from sqlalchemy import text
+
+    from service.groups import offsets
+
+    engine = make_engine(tmp_path / "controller.db")
+    try:
+        migrate.upgrade_engine(engine, "controller", "c0006")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO committed_offset (group_id, topic_name, partition_id, \"offset\", "
+                              "metadata, commit_ms) VALUES ('g', 't', 0, 42, NULL, 1)"))
+        migrate.upgrade_engine(engine, "controller")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT \"offset\", log_offset FROM committed_offset")).all() == [(42, 0)]
+            assert offsets.append_position(conn) == 1
+            assert offsets.append_position(conn) == 2
+    finally:
+        engine.dispose()
