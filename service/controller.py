@@ -67,6 +67,7 @@ class TopicMetadata:
 class BrokerState:
     broker_id: int
     status: str  # "online" | "offline"
+    status_changed_ms: int = 0
 
     @property
     def online(self) -> bool:
@@ -198,7 +199,7 @@ class Controller:
 
     def _load(self, conn: Connection, version: int) -> MetadataImage:
         cluster_id = conn.execute(select(schema.cluster.c.cluster_id)).scalar_one()
-        brokers = tuple(BrokerState(r.broker_id, r.status) for r in conn.execute(
+        brokers = tuple(BrokerState(r.broker_id, r.status, r.status_changed_ms) for r in conn.execute(
             select(schema.broker).order_by(schema.broker.c.broker_id)))
         overrides: dict[str, dict[str, str | None]] = {}
         for r in conn.execute(select(schema.topic_config)):
@@ -289,7 +290,9 @@ class Controller:
         """Mark a broker offline and move the leadership of every partition it led.
 
         One transaction on controller.db: the status and every election commit together.
-        Followers on the stopped broker leave the ISR later, by lag (replica.lag.time.max.ms).
+        Followers on the stopped broker leave the ISR later: by lag (replica.lag.time.max.ms), or,
+        where nothing is written, once it has been stopped that long (as Kafka's controller drops
+        a broker whose session expired; see ``ReplicaManager.maybe_shrink_isr``).
         """
         return self._set_broker_status(broker_id, "offline")
 

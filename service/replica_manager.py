@@ -308,10 +308,18 @@ class ReplicaManager:
 
     def maybe_shrink_isr(self) -> int:
         """Background duty: drop ISR followers not caught up for replica.lag.time.max.ms, then let
-        the HW move on without them. Returns the number of partitions whose ISR shrank."""
+        the HW move on without them. Returns the number of partitions whose ISR shrank.
+
+        A follower on a broker stopped for that long leaves too, even if it was caught up when
+        it stopped and nothing was written since (Kafka's lag rule alone keeps such a follower,
+        but its controller drops a broker whose session expired, 1.11); otherwise the next
+        acks=all produce would wait the lag time out before the ISR shrank.
+        """
         shrunk = 0
         now = self.clock.milliseconds()
         image = self.controller.image()
+        lag_ms = self.config.replica_lag_time_max_ms
+        gone = {b.broker_id for b in image.brokers if not b.online and now - b.status_changed_ms > lag_ms}
         for topic in image.topics.values():
             min_isr = min(topic.log_config.min_insync_replicas, topic.replication_factor)
             for state in topic.partitions:
@@ -320,8 +328,8 @@ class ReplicaManager:
                 engine = self.db.broker(state.leader)
                 with self.db.write(engine) as conn:
                     log_state = unified_log.load_or_create(conn, state.topic_id, state.topic_name, state.partition_id)
-                    lagging = leader_partition.out_of_sync_followers(
-                        conn, log_state, state, now, self.config.replica_lag_time_max_ms)
+                    lagging = leader_partition.out_of_sync_followers(conn, log_state, state, now, lag_ms)
+                lagging = set(lagging) | ((gone & set(state.isr)) - {state.leader})
                 if not lagging:
                     continue
                 new_isr = [b for b in state.isr if b not in lagging]

@@ -223,6 +223,27 @@ def test_isr_shrinks_by_lag_and_expands_on_catch_up(cluster):
     assert cluster.values(f2) == cluster.values(leader)
 
 
+def test_an_idle_follower_stopped_for_the_lag_time_leaves_the_isr(cluster):
+    """1.11: a caught-up follower whose broker stopped leaves the ISR once it has been stopped
+    for replica.lag.time.max.ms, although nothing was written; so the next acks=all produce
+    does not wait for it. It rejoins after its broker starts and catches up."""
+    leader, (f1, f2) = _make(cluster)
+    cluster.produce(b"a")
+    cluster.replicate()
+    cluster.controller.stop_broker(f2)
+    cluster.clock.advance(10_000)
+    assert cluster.rm.maybe_shrink_isr() == 0  # not stopped for longer than the lag time yet
+    assert set(cluster.state().isr) == {leader, f1, f2}
+    cluster.clock.advance(2)
+    assert cluster.rm.maybe_shrink_isr() == 1
+    assert set(cluster.state().isr) == {leader, f1}
+    assert cluster.produce(b"b", acks=Acks.ALL, timeout_ms=2000).last_offset == 1  # HW passes without f2
+    cluster.controller.start_broker(f2)
+    cluster.replicate()
+    assert set(cluster.state().isr) == {leader, f1, f2}
+    assert cluster.values(f2) == [(0, b"a"), (1, b"b")]
+
+
 def test_stopped_broker_does_not_fetch(cluster):
     leader, (f1, _f2) = _make(cluster)
     cluster.controller.stop_broker(f1)
