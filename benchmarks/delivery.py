@@ -41,7 +41,7 @@ an idle machine first).
 
 Usage (from the repository root, with the venv)::
 
-    .venv/bin/python benchmarks/delivery.py                 # full run (~5 min)
+    .venv/bin/python benchmarks/delivery.py                 # full run (~7 min)
     .venv/bin/python benchmarks/delivery.py --quick         # smoke run (~1 min)
     .venv/bin/python benchmarks/delivery.py --json > delivery.json
     .venv/bin/python benchmarks/delivery.py --rounds 3 --duration 15 --wait-idle 600
