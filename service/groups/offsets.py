@@ -32,12 +32,8 @@ def append_position(conn: Connection) -> int:
     """Take the next position in the order of offset commits (Kafka: the offset an OffsetCommit
     or TxnOffsetCommit record gets in the __consumer_offsets partition). Runs in the caller's
     write transaction on controller.db, so positions follow the order the commits take effect."""
-    end = conn.execute(select(_l.log_end_offset).where(_l.id == 1)).scalar()
-    if end is None:  # a file the migration did not seed (it always does): start after the old ones
-        end = 1
-        conn.execute(insert(schema.consumer_offsets_log).values(id=1, log_end_offset=end + 1))
-    else:
-        conn.execute(update(schema.consumer_offsets_log).where(_l.id == 1).values(log_end_offset=end + 1))
+    end = conn.execute(select(_l.log_end_offset).where(_l.id == 1)).scalar_one()  # seeded by migration c0007
+    conn.execute(update(schema.consumer_offsets_log).where(_l.id == 1).values(log_end_offset=end + 1))
     return end
 
 
@@ -57,19 +53,24 @@ def promote_pending_offsets(conn: Connection, group_id: str,
     a plain commit made after the TxnOffsetCommit wins (Kafka's
     ``GroupMetadata.completePendingTxnOffsetCommit``, 3.19)."""
     for topic_name, partition_id, offset, metadata, position in offsets:
-        current = conn.execute(select(_c.log_offset).where(
-            _c.group_id == group_id, _c.topic_name == topic_name, _c.partition_id == partition_id)).scalar()
         # Position 0: offsets held since before commits were ordered (an older dlog); applied
         # as that version did.
-        if current is None or current < position or position == 0:
-            _put(conn, group_id, topic_name, partition_id, offset, metadata, now_ms, position)
+        _put(conn, group_id, topic_name, partition_id, offset, metadata, now_ms, position,
+             only_over_older=position != 0)
 
 
 def _put(conn: Connection, group_id: str, topic_name: str, partition_id: int, offset: int, metadata: str | None,
-         now_ms: int, position: int) -> None:
-    updated = conn.execute(update(schema.committed_offset).where(
-        _c.group_id == group_id, _c.topic_name == topic_name, _c.partition_id == partition_id,
-    ).values(offset=offset, metadata=metadata, commit_ms=now_ms, log_offset=position)).rowcount
+         now_ms: int, position: int, only_over_older: bool = False) -> None:
+    """Set one committed offset (insert or update); ``only_over_older``: leave an existing
+    offset committed at a later position as it is."""
+    key = (_c.group_id == group_id, _c.topic_name == topic_name, _c.partition_id == partition_id)
+    stmt = update(schema.committed_offset).where(*key)
+    if only_over_older:
+        stmt = stmt.where(_c.log_offset < position)
+    updated = conn.execute(stmt.values(offset=offset, metadata=metadata, commit_ms=now_ms,
+                                       log_offset=position)).rowcount
+    if not updated and only_over_older and conn.execute(select(_c.log_offset).where(*key)).first() is not None:
+        return  # committed after the transaction's offsets: it stays
     if not updated:
         conn.execute(insert(schema.committed_offset).values(
             group_id=group_id, topic_name=topic_name, partition_id=partition_id, offset=offset,
