@@ -147,3 +147,51 @@ def test_a_relaxed_write_commits_and_leaves_the_connection_synchronous(tmp_path)
                 c.close()
     finally:
         db.dispose()
+
+
+def test_a_thread_keeps_one_connection_per_file_and_gives_it_back_when_it_ends(tmp_path):
+    """A thread reuses its connection between transactions; when the thread ends (a request
+    thread of a threaded server), the connection goes back to the pool: a hundred short-lived
+    threads never exhaust it."""
+    db = Database(tmp_path)
+    engine = db.controller
+    try:
+        with db.write(engine) as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        seen = []
+
+        def request(i):
+            with db.write(engine) as w:
+                w.exec_driver_sql("INSERT INTO t VALUES (?)", (i,))
+                first = w.connection.driver_connection
+            with db.read(engine) as r:
+                seen.append((first is r.connection.driver_connection,
+                             r.exec_driver_sql("SELECT count(*) FROM t").scalar()))
+
+        for i in range(100):
+            t = threading.Thread(target=request, args=(i,))
+            t.start()
+            t.join(30)
+            assert not t.is_alive()
+        assert seen == [(True, i + 1) for i in range(100)]
+        assert engine.pool.checkedout() <= 1  # this thread's own
+    finally:
+        db.dispose()
+
+
+def test_a_nested_transaction_on_the_same_file_gets_its_own_connection(tmp_path):
+    db = Database(tmp_path)
+    engine = db.controller
+    try:
+        with db.write(engine) as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        with db.write(engine) as w:
+            w.exec_driver_sql("INSERT INTO t VALUES (1)")
+            with db.read(engine) as r:  # its own snapshot: the write is not committed yet
+                assert r.connection.driver_connection is not w.connection.driver_connection
+                assert r.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+        with db.read(engine) as r:
+            assert r.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+        assert engine.pool.checkedout() == 1  # one kept, the nested one went back
+    finally:
+        db.dispose()
