@@ -32,6 +32,7 @@ import io
 import os
 import pstats
 import random
+import resource
 import shutil
 import sys
 import tempfile
@@ -42,6 +43,12 @@ import orjson
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system, kernel work for fsync and writes included) of this process."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def environ(method: str, path: str, query: str, body: bytes, content_type: str, accept: str | None = None) -> dict:
@@ -191,15 +198,16 @@ def main() -> int:
             if name in ("read", "consume"):
                 assert len(orjson.loads(body)) == 1000, len(orjson.loads(body))
             prof = cProfile.Profile() if not args.no_profile else None
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu()
             if prof:
                 prof.enable()
             for _ in range(n):
                 step()
             if prof:
                 prof.disable()
-            dt = time.perf_counter() - t0
-            print(f"\n=== {name}: {n} requests, {dt / n * 1e6:,.0f} us/request, {n * per / dt:,.0f} records/s "
+            dt, cpu = time.perf_counter() - t0, _cpu() - c0
+            print(f"\n=== {name}: {n} requests, {dt / n * 1e6:,.0f} us/request, CPU {cpu / n * 1e6:,.0f} us/request "
+                  f"(user+system, this process), {n * per / dt:,.0f} records/s "
                   f"({'with' if prof else 'without'} cProfile, sync={args.sync})")
             if prof:
                 for key in ("cumulative", "tottime"):

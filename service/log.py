@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from service import leader_epoch as leader_epoch_cache
 from service import producer_state
 from service import schema
-from service.db import Database, driver_sql, run, run_many
+from service.db import Database, driver_sql, run
 from service.errors import Errors, KafkaError
 from service.types import NO_SEQUENCE, Record, StoredRecord
 
@@ -34,6 +34,41 @@ _INSERT_RECORD, _INSERT_ORDER = driver_sql(insert(schema.record).values(
     is_transactional=bindparam("is_transactional"), is_control=bindparam("is_control")))
 assert _INSERT_ORDER == ("log_id", "offset", "timestamp", "key", "value", "headers", "leader_epoch",
                          "producer_id", "producer_epoch", "sequence", "is_transactional", "is_control")
+
+_RECORD_COLUMNS = _INSERT_ORDER
+_MAX_ROWS_PER_INSERT = 256  # 12 columns: 3,072 parameters, within SQLite's limit since 3.32 (32,766)
+_MULTI_INSERT: dict[int, str] = {1: _INSERT_RECORD}
+
+
+def _multi_insert_sql(n: int) -> str:
+    """The record INSERT of ``n`` rows in one statement (one VALUES list), compiled once."""
+    sql = _MULTI_INSERT.get(n)
+    if sql is None:
+        stmt = insert(schema.record).values(
+            [{c: bindparam(f"{c}_{i}") for c in _RECORD_COLUMNS} for i in range(n)])
+        sql, order = driver_sql(stmt)
+        assert order == tuple(f"{c}_{i}" for i in range(n) for c in _RECORD_COLUMNS), order[:13]
+        _MULTI_INSERT[n] = sql
+    return sql
+
+
+def insert_records(conn: Connection, rows: Sequence[tuple]) -> None:
+    """Insert record rows (in ``_INSERT_ORDER``) inside the caller's write transaction, in a
+    few multi-row statements: chunks of a power of two rows, at most 256.
+
+    Not ``executemany``: the driver releases the GIL around every row's step and must take it
+    back after each one; while another thread of the process runs Python, each retake can
+    wait a whole switch interval (5 ms), and this thread holds the file's write lock all the
+    while. Measured here with one busy thread beside it: a 100-row executemany commit took
+    350 ms, the same rows in one statement 17 ms (0.45 and 0.38 ms with no other thread).
+    """
+    total = len(rows)
+    start = 0
+    while start < total:
+        n = min(_MAX_ROWS_PER_INSERT, 1 << ((total - start).bit_length() - 1))
+        run(conn, _multi_insert_sql(n), [v for row in rows[start:start + n] for v in row])
+        start += n
+
 
 _READ_RECORDS, _READ_ORDER = driver_sql(
     select(_rec.offset, _rec.timestamp, _rec.key, _rec.value, _rec.headers, _rec.leader_epoch,
@@ -179,7 +214,7 @@ def append_as_leader(conn: Connection, state: LogState, records: Sequence[Record
         added += r.size
         rows.append((log_id, base + i, ts, r.key, r.value, r.headers, leader_epoch, pid, epoch,
                      producer_state.increment_sequence(seq, i) if wraps else seq + i * step, txn, False))
-    run_many(conn, _INSERT_RECORD, rows)
+    insert_records(conn, rows)
     last = base + len(rows) - 1
     run(conn, _UPDATE_AFTER_APPEND, (last + 1, added, log_id))
     if producer.is_idempotent:
@@ -207,7 +242,7 @@ def append_control_marker(conn: Connection, state: LogState, leader_epoch: int, 
     leader_epoch_cache.assign(conn, state.log_id, leader_epoch, offset)
     key = struct.pack(">hh", 0, control_type)
     value = struct.pack(">hi", 0, 0)  # version, coordinator epoch
-    run_many(conn, _INSERT_RECORD, [(state.log_id, offset, now_ms, key, value, None, leader_epoch, producer_id,
+    insert_records(conn, [(state.log_id, offset, now_ms, key, value, None, leader_epoch, producer_id,
                                            producer_epoch, NO_SEQUENCE, True, True)])
     run(conn, _UPDATE_AFTER_APPEND, (offset + 1, len(key) + len(value), state.log_id))
     producer_state.append_batch(conn, state.log_id, producer_state.BatchHeader(
@@ -400,7 +435,7 @@ def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple],
         params.append((state.log_id, *row))
         leo += 1
     if params:
-        run_many(conn, _INSERT_RECORD, params)
+        insert_records(conn, params)
     producer_state.apply_replicated(conn, state.log_id, batches)
     hw = max(state.high_watermark, min(leader_high_watermark, leo))
     run(conn, _UPDATE_AFTER_FOLLOWER_APPEND, (leo, hw, added, state.log_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from service import log as unified_log
 from service.errors import Errors, KafkaError
 from service.types import Record
 
@@ -148,3 +149,28 @@ def test_records_persist_across_restart(data_dir, clock, create_topic, produce, 
         assert [(r.timestamp, r.key, r.value, r.headers) for r in got] == [tuple(r) for r in RECORDS]
     finally:
         again.shut_down()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 100, 255, 256, 257, 700])
+def test_batches_of_any_size_keep_every_record_in_order_on_every_replica(create_topic, produce, fetch, server,
+                                                                         count):
+    """Records are inserted a few multi-row statements at a time (chunks of a power of two,
+    at most 256): every size lands whole, in order, on the leader and on the followers."""
+    topic = create_topic("t", replication_factor=3)
+    produce("t", [b"first"])
+    records = [Record(1_600_000_000_000 + i, str(i).encode(), b"v%d" % i, None) for i in range(count)]
+    info = produce("t", records)
+    assert (info.first_offset, info.last_offset) == (1, count)
+    state = topic.partition(0)
+    while any(server.replica_manager.fetcher.fetch_round(topic, state).values()) and \
+            server.replica_manager.offsets(topic, 0).high_watermark < count + 1:
+        pass
+    got = _read_all(fetch, "t")
+    assert [(r.offset, r.timestamp, r.key, r.value) for r in got[1:]] == \
+        [(i + 1, r.timestamp, r.key, r.value) for i, r in enumerate(records)]
+    for broker_id in state.replicas:
+        with server.db.read(server.db.broker(broker_id)) as conn:
+            log_state = unified_log.load(conn, state.topic_id, 0)
+            copy = unified_log.read(conn, log_state, 1, 64 * 1024 * 1024, max_offset=count + 1).records
+        assert [(r.offset, r.timestamp, r.key, r.value) for r in copy] == \
+            [(r.offset, r.timestamp, r.key, r.value) for r in got[1:]], broker_id
