@@ -273,7 +273,8 @@ record_batch = Table(
     Column("is_control", Boolean, nullable=False, server_default="0"),
     Column("control_type", Integer, nullable=True),  # markers: 0 ABORT, 1 COMMIT
     Column("max_timestamp", BigInteger, nullable=False),
-    Index("ix_record_batch_producer", "log_id", "producer_id", "base_offset"),
+    # A producer's batches of one epoch, in offset order: its last five, and a marker's retry.
+    Index("ix_record_batch_producer", "log_id", "producer_id", "producer_epoch", "base_offset"),
 )
 
 producer_state = Table(

@@ -88,3 +88,57 @@ def test_offsets_committed_before_commit_order_keep_their_values_and_count_as_ol
             assert offsets.append_position(conn) == 2
     finally:
         engine.dispose()
+
+
+def test_record_batches_written_before_b0004_are_found_by_producer_and_epoch(tmp_path):
+    """b0004 puts the producer epoch into the producer index of record_batch: batches and
+    markers written by an older dlog are still found (a retried marker, the last five)."""
+    from service import producer_state
+    from service.db import Database
+
+    engine = make_engine(tmp_path / "broker-0.db")
+    try:
+        migrate.upgrade_engine(engine, "broker", "b0003")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO log (log_id, topic_id, topic_name, partition_id) VALUES (1, 'x', 't', 0)")
+            conn.exec_driver_sql(
+                "INSERT INTO record_batch (log_id, base_offset, last_offset, producer_id, producer_epoch, "
+                "base_sequence, last_sequence, is_transactional, is_control, control_type, max_timestamp) "
+                "VALUES (1, 0, 9, 7, 3, 0, 9, 1, 0, NULL, 5), (1, 10, 10, 7, 3, -1, -1, 1, 1, 1, 6)")
+        migrate.upgrade_engine(engine, "broker")
+        columns = [c for ix in inspect(engine).get_indexes("record_batch") if ix["name"] == "ix_record_batch_producer"
+                   for c in ix["column_names"]]
+        assert columns == ["log_id", "producer_id", "producer_epoch", "base_offset"]
+        db = Database(tmp_path)
+        try:
+            with db.read(db.broker(0)) as conn:
+                marker = producer_state.find_marker(conn, 1, 7, 3)
+                assert (marker.base_offset, marker.control_type) == (10, 1)
+                assert producer_state.find_marker(conn, 1, 7, 4) is None
+                assert [b.base_offset for b in producer_state.batches_in_range(conn, 1, 5, 11)] == [0, 10]
+        finally:
+            db.dispose()
+    finally:
+        engine.dispose()
+
+
+
+def test_per_round_and_per_commit_batch_lookups_read_a_range_not_the_whole_log(tmp_path):
+    """What a follower's round (the batch headers it copies) and a marker write (has this epoch
+    a marker yet?) look up stays a bounded index range however long the log grows."""
+    from service import producer_state
+    from service.db import Database
+
+    db = Database(tmp_path)
+    try:
+        migrate.upgrade_engine(db.broker(0), "broker")
+        with db.read(db.broker(0)) as conn:
+            def plan(sql: str) -> str:
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?")).all()
+                return " | ".join(r[3] for r in rows)
+
+            assert "(log_id=? AND base_offset>? AND base_offset<?)" in plan(producer_state._BATCHES_IN_RANGE)
+            assert "(log_id=? AND producer_id=? AND producer_epoch=?)" in plan(producer_state._FIND_MARKER)
+            assert "(log_id=? AND producer_id=? AND producer_epoch=?)" in plan(producer_state._SELECT_BATCHES)
+    finally:
+        db.dispose()
