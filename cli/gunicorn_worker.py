@@ -12,6 +12,9 @@ before it forks them). When a connection is waiting and another live worker
 has fewer, it steps aside for a moment so that worker takes it; after ``DEFER_LIMIT_S`` it
 accepts anyway, so a paused or stuck sibling never holds a client up for long. A hint only:
 correctness never depends on it.
+
+It also tells the master it is alive once a second, and looks for a changed parent twice a
+second, instead of on every turn of the event loop (about once per request under load).
 """
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ MAX_WORKERS = 64
 DEFER_LIMIT_S = 0.02  # the longest a waiting connection is left to a sibling (> the GIL switch interval)
 _DEFER_PAUSE_S = 0.0002
 IDLE_S = 0.5  # a kept-alive connection unused this long does not count as load
+# gunicorn's event loop tells the master it is alive (a utime syscall) and checks its parent
+# on every turn, i.e. about once per request under load; once a second and twice a second do
+# (the master's worker timeout is 30 s by default).
+NOTIFY_EVERY_S = 1.0
+PARENT_CHECK_EVERY_S = 0.5
 
 # Created at import, which happens in the master (gunicorn resolves worker_class before it
 # forks), so every worker shares them.
@@ -60,10 +68,26 @@ def _claim_slot(pid: int) -> int | None:
 class BalancedThreadWorker(ThreadWorker):
     """gunicorn's ThreadWorker, accepting new connections least-connections first."""
 
+    _notified = float("-inf")  # when the master was last told this worker is alive
+    _parent_checked = float("-inf")
+
     def init_process(self) -> None:
         self._slot = _claim_slot(os.getpid())
         self._deferring_since = 0.0
         super().init_process()
+
+    def notify(self) -> None:
+        now = time.monotonic()
+        if now - self._notified >= NOTIFY_EVERY_S:
+            self._notified = now
+            super().notify()
+
+    def is_parent_alive(self) -> bool:
+        now = time.monotonic()
+        if now - self._parent_checked < PARENT_CHECK_EVERY_S:
+            return True
+        self._parent_checked = now
+        return super().is_parent_alive()
 
     def _busy_connections(self) -> int:
         """Open connections, less those idle in keep-alive for over ``IDLE_S``: a client's
