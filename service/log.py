@@ -411,6 +411,16 @@ def read_for_follower(conn: Connection, state: LogState, start_offset: int, max_
     return run(conn, _READ_FOR_FOLLOWER, (state.log_id, start_offset, state.log_end_offset, max_records, 0)).fetchall()
 
 
+_RECORD_EPOCH, _ = driver_sql(select(_rec.leader_epoch).where(_rec.log_id == bindparam("log_id"),
+                                                               _rec.offset == bindparam("offset")))
+
+
+def leader_epoch_at(conn: Connection, state: LogState, offset: int) -> int | None:
+    """The leader epoch of this replica's record at ``offset`` (None: no such record)."""
+    row = run(conn, _RECORD_EPOCH, (state.log_id, offset)).fetchone()
+    return row[0] if row is not None else None
+
+
 def append_as_follower(conn: Connection, state: LogState, rows: Sequence[tuple], leader_high_watermark: int,
                        batches: Sequence = ()) -> LogState:
     """Append records copied from the leader, keeping their offsets and leader epochs, and

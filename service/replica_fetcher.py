@@ -177,12 +177,31 @@ class ReplicaFetcher:
         if rows or fstate.high_watermark < min(lstate.high_watermark, fstate.log_end_offset):
             with self.db.write(follower_engine) as conn:
                 current = unified_log.load(conn, state.topic_id, pid)
-                if current is None or current.log_end_offset != fstate.log_end_offset:
-                    return StepResult(0, False, current.log_end_offset if current else 0, lstate.high_watermark,
-                                      raced=True)
+                if current is None:
+                    return StepResult(0, False, 0, lstate.high_watermark, raced=True)
+                if current.log_end_offset != fstate.log_end_offset:
+                    rows, batches = self._rest_after_race(conn, current, fstate.log_end_offset, rows, batches)
+                    if not rows:
+                        return StepResult(0, False, current.log_end_offset, lstate.high_watermark, raced=True)
                 follower_leo = unified_log.append_as_follower(
                     conn, current, rows, lstate.high_watermark, batches).log_end_offset
         return follower_leo, len(rows)
+
+    @staticmethod
+    def _rest_after_race(conn, current: unified_log.LogState, begin: int, rows: list, batches: list):
+        """Another process's step moved the follower since this round read it (from ``begin``
+        to ``current``'s LEO): what of this round's rows lies beyond the new end, when the
+        follower's last record has the leader epoch of this round's record at that offset (the
+        same epoch at the same offset: the same history, Kafka's leader-epoch rule); nothing
+        otherwise (a truncation, another leader's records). Without it the race loser's
+        requests waited for a round more. Runs in the step's write transaction on the follower."""
+        skip = current.log_end_offset - begin
+        if not 0 < skip < len(rows):
+            return [], []
+        if unified_log.leader_epoch_at(conn, current, current.log_end_offset - 1) != rows[skip - 1][5]:
+            return [], []
+        end = current.log_end_offset
+        return rows[skip:], [b for b in batches if b.last_offset >= end]
 
     def _record_positions(self, topic: TopicMetadata, state: PartitionState, image, snapshot,
                           copied: list[tuple[int, int]]) -> int | None:

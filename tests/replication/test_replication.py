@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from service import log as unified_log
 from service.errors import Errors, KafkaError
 from service.log import LogAppendInfo
 from service.types import Acks
@@ -49,6 +50,52 @@ def test_repeated_fetch_step_writes_nothing(cluster):
     again = cluster.rm.fetcher.fetch_step(cluster.topic(), cluster.state(), f1)
     assert first.copied == 1 and again.copied == 0
     assert cluster.values(f1) == [(0, b"a")]
+
+
+def _stale_plan(cluster, follower):
+    """What a round of another process read of the leader for ``follower``, before it steps."""
+    fetcher, state = cluster.rm.fetcher, cluster.state()
+    positions = {follower: fetcher._follower_position(state, follower)}
+    lstate, _followers, plans = fetcher._read_leader(state, positions, 5000)
+    return state, positions[follower], lstate, plans[follower]
+
+
+def test_a_step_that_lost_the_race_copies_what_the_winner_did_not(cluster):
+    """Two processes' rounds read the leader at different times; the one that read more but
+    reached the follower second copies the records beyond the winner's end, not nothing."""
+    leader, (f1, _f2) = _make(cluster)
+    for i in range(3):
+        cluster.produce(b"a%d" % i)
+    early = _stale_plan(cluster, f1)  # reads offsets 0..2
+    for i in range(3, 7):
+        cluster.produce(b"a%d" % i)
+    late = _stale_plan(cluster, f1)  # reads offsets 0..6
+    state, position, lstate, plan = early
+    assert cluster.rm.fetcher._step(state, f1, position, lstate, plan) == (3, 3)  # the winner: 0..2
+    state, position, lstate, plan = late
+    assert cluster.rm.fetcher._step(state, f1, position, lstate, plan) == (7, 4)  # the rest: 3..6
+    assert cluster.values(f1) == [(i, b"a%d" % i) for i in range(7)]
+    # the same plan again writes nothing
+    result = cluster.rm.fetcher._step(state, f1, position, lstate, plan)
+    assert result.raced and result.copied == 0 and result.follower_leo == 7
+    assert cluster.values(f1) == [(i, b"a%d" % i) for i in range(7)]
+
+
+def test_a_step_that_lost_the_race_to_another_history_copies_nothing(cluster):
+    """If the follower's last record is not the stale plan's record at that offset (another
+    leader epoch wrote it), the stale rows are not appended: the next round truncates."""
+    leader, (f1, _f2) = _make(cluster)
+    cluster.produce(b"a0")
+    cluster.produce(b"a1")
+    state, position, lstate, plan = _stale_plan(cluster, f1)  # offsets 0..1 of the leader's epoch
+    db = cluster.server.db
+    with db.write(db.broker(f1)) as conn:  # meanwhile offset 0 arrived from a later epoch's leader
+        current = unified_log.load(conn, state.topic_id, 0)
+        other = [(0, 1, None, b"other", None, state.leader_epoch + 1, -1, -1, -1, False, False)]
+        unified_log.append_as_follower(conn, current, other, 0)
+    result = cluster.rm.fetcher._step(state, f1, position, lstate, plan)
+    assert result.raced and result.copied == 0
+    assert cluster.values(f1) == [(0, b"other")]
 
 
 def test_acks_all_waits_for_the_isr(cluster):
