@@ -35,7 +35,6 @@ _INSERT_RECORD, _INSERT_ORDER = driver_sql(insert(schema.record).values(
 assert _INSERT_ORDER == ("log_id", "offset", "timestamp", "key", "value", "headers", "leader_epoch",
                          "producer_id", "producer_epoch", "sequence", "is_transactional", "is_control")
 
-_RECORD_COLUMNS = _INSERT_ORDER
 _MAX_ROWS_PER_INSERT = 256  # 12 columns: 3,072 parameters, within SQLite's limit since 3.32 (32,766)
 _MULTI_INSERT: dict[int, str] = {1: _INSERT_RECORD}
 
@@ -45,9 +44,9 @@ def _multi_insert_sql(n: int) -> str:
     sql = _MULTI_INSERT.get(n)
     if sql is None:
         stmt = insert(schema.record).values(
-            [{c: bindparam(f"{c}_{i}") for c in _RECORD_COLUMNS} for i in range(n)])
+            [{c: bindparam(f"{c}_{i}") for c in _INSERT_ORDER} for i in range(n)])
         sql, order = driver_sql(stmt)
-        assert order == tuple(f"{c}_{i}" for i in range(n) for c in _RECORD_COLUMNS), order[:13]
+        assert order == tuple(f"{c}_{i}" for i in range(n) for c in _INSERT_ORDER), order[:13]
         _MULTI_INSERT[n] = sql
     return sql
 
@@ -243,7 +242,7 @@ def append_control_marker(conn: Connection, state: LogState, leader_epoch: int, 
     key = struct.pack(">hh", 0, control_type)
     value = struct.pack(">hi", 0, 0)  # version, coordinator epoch
     insert_records(conn, [(state.log_id, offset, now_ms, key, value, None, leader_epoch, producer_id,
-                                           producer_epoch, NO_SEQUENCE, True, True)])
+                           producer_epoch, NO_SEQUENCE, True, True)])
     run(conn, _UPDATE_AFTER_APPEND, (offset + 1, len(key) + len(value), state.log_id))
     producer_state.append_batch(conn, state.log_id, producer_state.BatchHeader(
         offset, offset, producer_id, producer_epoch, NO_SEQUENCE, NO_SEQUENCE, True, True, control_type, now_ms))
