@@ -236,11 +236,15 @@ class ReplicaManager:
                 raise KafkaError(Errors.REQUEST_TIMED_OUT)
             progress = self.replicate_partition(current, now_state)
             drove = True
-            if not progress:
+            if progress:
+                delay = 0.0005
+            elif unified_log.current_high_watermark(self.db, self.db.broker(state.leader), state.topic_id,
+                                                    state.partition_id) < required:
+                # Nothing to copy and the HW still short: another process's round holds the
+                # followers (or one is stuck); back off. (A round that only recorded positions
+                # another process copied may have moved the HW itself: then look at once.)
                 self.clock.sleep(delay)
                 delay = min(delay * 2, 0.01)
-            else:
-                delay = 0.0005
 
     # ------------------------------------------------------------------ replication
     def replicate_partition(self, topic: TopicMetadata, state: PartitionState) -> bool:

@@ -98,6 +98,24 @@ def test_a_step_that_lost_the_race_to_another_history_copies_nothing(cluster):
     assert cluster.values(f1) == [(0, b"other")]
 
 
+def test_acks_all_answers_without_sleeping_when_its_round_only_had_positions_to_record(cluster, monkeypatch):
+    """Another process's step copied the batch to both followers but has not recorded their
+    positions yet: the waiting produce's round records them, which moves the HW; the produce
+    then answers at once instead of backing off as if the followers were stuck."""
+    leader, followers = _make(cluster)
+    info = cluster.produce(b"x")
+    for f in followers:  # the other process: steps 1 and 2 only
+        state, position, lstate, plan = _stale_plan(cluster, f)
+        assert cluster.rm.fetcher._step(state, f, position, lstate, plan) == (1, 1)
+    assert cluster.leader_offsets().high_watermark == 0
+    sleeps = []
+    monkeypatch.setattr(cluster.clock, "sleep", lambda s: sleeps.append(s))
+    cluster.rm._await_high_watermark(cluster.topic(), cluster.state(), info.last_offset + 1,
+                                     cluster.clock.monotonic() + 5)
+    assert cluster.leader_offsets().high_watermark == 1
+    assert sleeps == []
+
+
 def test_acks_all_waits_for_the_isr(cluster):
     _make(cluster)
     info = cluster.produce(b"x", Acks.ALL)
