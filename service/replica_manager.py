@@ -211,6 +211,11 @@ class ReplicaManager:
         """
         delay = 0.0005
         drove = False
+        leader_engine = self.db.broker(state.leader)
+
+        def high_watermark() -> int:
+            return unified_log.current_high_watermark(self.db, leader_engine, state.topic_id, state.partition_id)
+
         while True:
             current = self.controller.image().topics.get(topic.topic_name)
             if current is None or current.topic_id != topic.topic_id:
@@ -221,9 +226,7 @@ class ReplicaManager:
                 raise KafkaError(Errors.NOT_LEADER_OR_FOLLOWER,
                                  f"Leadership of {topic.topic_name}-{state.partition_id} moved while waiting for "
                                  "replication; the outcome is unknown.")
-            high_watermark = unified_log.current_high_watermark(self.db, self.db.broker(state.leader), state.topic_id,
-                                                                state.partition_id)
-            if high_watermark >= required:
+            if high_watermark() >= required:
                 if not drove and len(now_state.replicas) > len(now_state.isr):
                     # Passed without a round of ours (the ISR is just the leader): the
                     # followers outside it still need to catch up.
@@ -238,8 +241,7 @@ class ReplicaManager:
             drove = True
             if progress:
                 delay = 0.0005
-            elif unified_log.current_high_watermark(self.db, self.db.broker(state.leader), state.topic_id,
-                                                    state.partition_id) < required:
+            elif high_watermark() < required:
                 # Nothing to copy and the HW still short: another process's round holds the
                 # followers (or one is stuck); back off. (A round that only recorded positions
                 # another process copied may have moved the HW itself: then look at once.)
