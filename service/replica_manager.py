@@ -197,7 +197,7 @@ class ReplicaManager:
         return results
 
     def _await_high_watermark(self, topic: TopicMetadata, state: PartitionState, required: int,
-                              deadline: float) -> None:
+                              deadline: float, parallel: bool = False) -> None:
         """Wait until the leader's high watermark reaches ``required`` (Kafka's DelayedProduce).
 
         The waiting request holds no lock: it drives the replication step of its own partition
@@ -237,7 +237,7 @@ class ReplicaManager:
                 return
             if self.clock.monotonic() >= deadline:
                 raise KafkaError(Errors.REQUEST_TIMED_OUT)
-            progress = self.replicate_partition(current, now_state)
+            progress = self.replicate_partition(current, now_state, parallel)
             drove = True
             if progress:
                 delay = 0.0005
@@ -249,16 +249,17 @@ class ReplicaManager:
                 delay = min(delay * 2, 0.01)
 
     # ------------------------------------------------------------------ replication
-    def replicate_partition(self, topic: TopicMetadata, state: PartitionState) -> bool:
+    def replicate_partition(self, topic: TopicMetadata, state: PartitionState, parallel: bool = False) -> bool:
         """One replication round for a partition (every follower copies, then one write on the
         leader records them); True if any file changed. Within a process one thread at a time
-        runs a partition's round: other callers wait for it instead of repeating it."""
+        runs a partition's round: other callers wait for it instead of repeating it.
+        ``parallel``: the followers copy at the same time (``ReplicaFetcher.fetch_round``)."""
         driver = self._driver(state.topic_id, state.partition_id)
         if not driver.acquire(blocking=False):
             driver.wait_for_round(0.02)
             return True  # another thread ran a round meanwhile: look at the HW again
         try:
-            results = self.fetcher.fetch_round(topic, state)
+            results = self.fetcher.fetch_round(topic, state, parallel=parallel)
         finally:
             driver.release()
         # A step that raced another process's step saw progress too: look again at once
@@ -280,6 +281,7 @@ class ReplicaManager:
 
     def stop_fetcher_thread(self) -> None:
         self._fetcher_thread.stop()
+        self.fetcher.shut_down()
         with self._executor_lock:
             if self._acks0_executor is not None:
                 self._acks0_executor.shutdown(wait=True)  # let acks=0 appends already accepted finish
@@ -385,7 +387,9 @@ class ReplicaManager:
                 leader_partition.maybe_increment_leader_hw(
                     conn, log_state._replace(log_end_offset=info.last_offset + 1), state, min_isr, followers)
         deadline = self.clock.monotonic() + timeout_ms / 1000.0
-        self._await_high_watermark(topic, state, info.last_offset + 1, deadline)
+        # The transaction's commit waits on this round and it copies one record: the
+        # followers copy it at the same time.
+        self._await_high_watermark(topic, state, info.last_offset + 1, deadline, parallel=True)
         return info
 
     # ------------------------------------------------------------------ fetch

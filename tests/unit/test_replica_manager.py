@@ -73,3 +73,36 @@ def test_acks_parse_refuses_other_values(text):
     with pytest.raises(KafkaError) as e:
         Acks.parse(text)
     assert e.value.error is Errors.INVALID_REQUIRED_ACKS and e.value.status == 400
+
+
+def test_a_parallel_round_copies_to_both_followers_at_once(server, create_topic, produce):
+    """A transaction marker's round (``parallel=True``) runs the followers' steps in two
+    threads at the same time, and leaves the same logs and high watermark as a serial round."""
+    import threading
+
+    create_topic("t", replication_factor=3)
+    produce("t", [b"a", b"b", b"c"])
+    topic = server.controller.topic("t")
+    state = topic.partition(0)
+    fetcher = server.replica_manager.fetcher
+    inside: list[str] = []
+    both_in = threading.Barrier(2, timeout=5)
+    step = fetcher._step
+
+    def recording_step(*args):
+        inside.append(threading.current_thread().name)
+        both_in.wait()  # a serial round would never get the second step here: BrokenBarrierError
+        return step(*args)
+
+    fetcher._step = recording_step
+    try:
+        results = fetcher.fetch_round(topic, state, parallel=True)
+    finally:
+        fetcher._step = step
+    followers = [b for b in state.replicas if b != state.leader]
+    assert len(set(inside)) == 2
+    assert sorted(results) == sorted(followers)
+    assert all(r.copied == 3 and r.follower_leo == 3 and r.high_watermark == 3 for r in results.values())
+    offsets = server.replica_manager.replica_offsets(state)
+    assert {b: o.log_end_offset for b, o in offsets.items()} == {b: 3 for b in state.replicas}
+    assert server.replica_manager.offsets(topic, 0).high_watermark == 3
