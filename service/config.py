@@ -53,6 +53,13 @@ def _sync(text: str) -> str:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1e6:  # also refuses nan and inf
+        raise ValueError(f"must be a number > 0, not {text!r}")
+    return value
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "host", "127.0.0.1", str, "Address the HTTP server binds to."),
     Setting("port", "port", 8082, int, "Port the HTTP server listens on."),
@@ -61,6 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("brokers", "brokers", 3, int, "Number of simulated brokers (ids 0..N-1), fixed when the data directory is created."),
     Setting("workers", "workers", 2, int, "gunicorn worker processes."),
     Setting("threads", "threads", 4, int, "Threads per gunicorn worker."),
+    Setting("gil.switch.interval.ms", "gil_switch_interval_ms", 1.0, _positive_float,
+            "Python's thread switch interval in each worker (Python's default is 5): the longest a thread "
+            "holding a file's write lock waits to run again behind a thread running Python."),
     Setting("cluster.id", "cluster_id", None, str,
             "Cluster id for a new data directory (22-char base64url); generated when unset."),
     Setting("sync", "sync", "full", _sync,
@@ -125,6 +135,7 @@ class Config:
     brokers: int = 3
     workers: int = 2
     threads: int = 4
+    gil_switch_interval_ms: float = 1.0
     cluster_id: str | None = None
     sync: str = "full"
     busy_timeout_ms: int = 30000
