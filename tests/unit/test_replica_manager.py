@@ -2,6 +2,7 @@
 than min.insync.replicas; acks=1 and acks=0 do not wait for followers."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -78,8 +79,6 @@ def test_acks_parse_refuses_other_values(text):
 def test_a_parallel_round_copies_to_both_followers_at_once(server, create_topic, produce):
     """A transaction marker's round (``parallel=True``) runs the followers' steps in two
     threads at the same time, and leaves the same logs and high watermark as a serial round."""
-    import threading
-
     create_topic("t", replication_factor=3)
     produce("t", [b"a", b"b", b"c"])
     topic = server.controller.topic("t")
