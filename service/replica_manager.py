@@ -202,7 +202,8 @@ class ReplicaManager:
 
         The waiting request holds no lock: it drives the replication step of its own partition
         itself (so it is answered as soon as the followers have the batch), and sleeps briefly
-        only when a step made no progress.
+        only when a step made no progress. ``parallel``: its rounds copy to the followers at
+        the same time (``ReplicaFetcher.fetch_round``).
 
         :raises NOT_LEADER_OR_FOLLOWER: leadership moved while waiting (outcome unknown).
         :raises NOT_ENOUGH_REPLICAS_AFTER_APPEND: the HW passed the batch but the ISR is now
