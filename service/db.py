@@ -175,10 +175,12 @@ class Database:
 
         ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL`` for this
         transaction only): still atomic, and durable with the file's next synchronous commit
-        (WAL frames are written in order), but a power loss may undo it. Only for state that
-        is recomputed after such a loss, such as a leader's record of its followers' positions
-        and the high watermark (Kafka checkpoints those lazily too), or the Complete state of
-        a transaction whose Prepare state recovery completes again; never for records.
+        or ``sync_wal`` (WAL frames are written in order), but a power loss may undo it. For
+        state that is recomputed after such a loss, such as a leader's record of its
+        followers' positions and the high watermark (Kafka checkpoints those lazily too), or
+        the Complete state of a transaction whose Prepare state recovery completes again; and
+        for a follower's copy of records, which ``sync_wal`` makes durable once the lock is
+        released and before the leader may count them (``ReplicaFetcher``).
         """
         lock = self._locks[engine]
         with lock, self._file_lock(engine), self._connection(engine) as conn:
@@ -225,6 +227,29 @@ class Database:
             conn.close()  # nested, or the engine was disposed meanwhile
         else:
             cached[engine] = conn
+
+    def sync_wal(self, engine: Engine) -> None:
+        """Make every transaction committed to ``engine`` so far durable: ``fdatasync`` of its
+        WAL, outside any lock (a no-op with ``sync=normal``).
+
+        For a ``durable=False`` write whose fsync should not hold the file's write lock while
+        the other writers of the file wait: the caller syncs after the transaction, before
+        anything may depend on it being on disk. The WAL is written in order, so this also
+        covers every earlier commit to the file, and syncs of one file from several threads
+        or processes at once share the disk's flush. The WAL is opened for each call: a
+        descriptor kept open could outlive the file (SQLite removes the WAL when the file's
+        last connection closes, after copying it into the database and syncing that).
+        """
+        if self.sync != "full":
+            return
+        try:
+            fd = os.open(f"{engine.url.database}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # checkpointed into the database file and synced, then removed
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _file_lock(self, engine: Engine) -> Iterator[None]:

@@ -1,6 +1,7 @@
 """SQLite settings of every connection, and write transactions that take the lock first."""
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 
@@ -195,3 +196,44 @@ def test_a_nested_transaction_on_the_same_file_gets_its_own_connection(tmp_path)
         assert engine.pool.checkedout() == 1  # one kept, the nested one went back
     finally:
         db.dispose()
+
+
+def _fdatasync_spy(monkeypatch) -> list[str]:
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    return synced
+
+
+def test_sync_wal_flushes_the_files_wal(tmp_path, monkeypatch):
+    """``sync_wal`` (a follower's copy, committed with ``durable=False``) fdatasyncs that file's
+    WAL, outside any lock; with ``sync=normal`` nothing is flushed; a WAL already copied into
+    the database and removed (every connection closed) is nothing to flush."""
+    synced = _fdatasync_spy(monkeypatch)
+    db = Database(tmp_path)
+    try:
+        engine = db.broker(1)
+        with db.write(engine, durable=False) as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        db.sync_wal(engine)
+        assert synced == [str(db.broker_path(1)) + "-wal"]
+        assert not db._locks[engine].locked()
+    finally:
+        db.dispose()
+    assert not os.path.exists(str(db.broker_path(1)) + "-wal")  # the last connection removed it
+    db.sync_wal(engine)
+    assert len(synced) == 1
+
+    normal = Database(tmp_path / "normal", sync="normal")
+    try:
+        with normal.write(normal.controller, durable=False) as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        normal.sync_wal(normal.controller)
+        assert len(synced) == 1
+    finally:
+        normal.dispose()

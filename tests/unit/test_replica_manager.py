@@ -2,6 +2,8 @@
 than min.insync.replicas; acks=1 and acks=0 do not wait for followers."""
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 
@@ -105,3 +107,74 @@ def test_a_parallel_round_copies_to_both_followers_at_once(server, create_topic,
     offsets = server.replica_manager.replica_offsets(state)
     assert {b: o.log_end_offset for b, o in offsets.items()} == {b: 3 for b in state.replicas}
     assert server.replica_manager.offsets(topic, 0).high_watermark == 3
+
+
+def _spy_writes_and_syncs(server, monkeypatch) -> list[tuple]:
+    """Records ("commit", file, durable) as each write transaction ends and ("sync", file,
+    write lock held) for every ``sync_wal``, in order."""
+    db = server.db
+    events: list[tuple] = []
+    write, sync_wal = db.write, db.sync_wal
+
+    @contextlib.contextmanager
+    def spy_write(engine, durable=True):
+        with write(engine, durable) as conn:
+            yield conn
+        events.append(("commit", os.path.basename(engine.url.database), durable))
+
+    def spy_sync(engine):
+        events.append(("sync", os.path.basename(engine.url.database), db._locks[engine].locked()))
+        sync_wal(engine)
+
+    monkeypatch.setattr(db, "write", spy_write)
+    monkeypatch.setattr(db, "sync_wal", spy_sync)
+    return events
+
+
+def test_a_followers_copy_is_synced_after_its_lock_and_before_the_leader_counts_it(server, create_topic,
+                                                                                   produce, monkeypatch):
+    """A follower's copy commits without waiting for the disk, then fdatasyncs its file's WAL
+    with the lock released; the leader records the positions (and may pass the HW over the
+    records) only after both followers synced."""
+    create_topic("t", replication_factor=3)
+    produce("t", [b"x"], acks=Acks.ALL)  # every replica has its log
+    produce("t", [b"a", b"b", b"c"])  # acks=1: on the leader only
+    topic = server.controller.topic("t")
+    state = topic.partition(0)
+    events = _spy_writes_and_syncs(server, monkeypatch)
+    results = server.replica_manager.fetcher.fetch_round(topic, state)
+    assert all(r.copied == 3 and r.high_watermark == 4 for r in results.values())
+    leader = f"broker-{state.leader}.db"
+    followers = [f"broker-{b}.db" for b in state.replicas if b != state.leader]
+    copies = [e for e in events if e[0] == "commit" and e[1] in followers]
+    assert sorted(copies) == sorted(("commit", f, False) for f in followers)
+    syncs = [e for e in events if e[0] == "sync"]
+    assert sorted(syncs) == sorted(("sync", f, False) for f in followers)  # no write lock held
+    positions = events.index(("commit", leader, False))
+    for f in followers:
+        assert events.index(("commit", f, False)) < events.index(("sync", f, False)) < positions
+
+
+def test_a_round_counting_records_another_step_copied_syncs_them_first(server, create_topic, produce,
+                                                                       monkeypatch):
+    """A step that finds its follower already holding the records (another process copied
+    them and has not reported yet, so it may not have synced them either) fdatasyncs the
+    follower's WAL before the leader records the position."""
+    create_topic("t", replication_factor=3)
+    produce("t", [b"x"], acks=Acks.ALL)
+    produce("t", [b"a", b"b"])
+    topic = server.controller.topic("t")
+    state = topic.partition(0)
+    fetcher = server.replica_manager.fetcher
+    monkeypatch.setattr(fetcher, "_record_positions", lambda *a: None)  # copied, never reported
+    fetcher.fetch_round(topic, state)
+    monkeypatch.undo()
+    assert server.replica_manager.offsets(topic, 0).high_watermark == 1
+    events = _spy_writes_and_syncs(server, monkeypatch)
+    results = fetcher.fetch_round(topic, state)
+    assert all(r.copied == 0 and r.follower_leo == 3 and r.high_watermark == 3 for r in results.values())
+    leader = f"broker-{state.leader}.db"
+    followers = [f"broker-{b}.db" for b in state.replicas if b != state.leader]
+    assert [e for e in events if e[0] == "commit"] == [("commit", leader, False)]  # no copy: positions only
+    assert sorted(e for e in events if e[0] == "sync") == sorted(("sync", f, False) for f in followers)
+    assert events[-1] == ("commit", leader, False)
