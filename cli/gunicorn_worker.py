@@ -13,6 +13,16 @@ has fewer, it steps aside for a moment so that worker takes it; after ``DEFER_LI
 accepts anyway, so a paused or stuck sibling never holds a client up for long. A hint only:
 correctness never depends on it.
 
+A thread that answered a request on a kept-alive connection waits up to ``KEEP_SERVING_S``
+on that connection for the client's next request and serves it itself, as long as the worker
+has no more open connections than threads and no request of another connection is waiting
+for a thread (looked at every ``_KEEP_SERVING_SLICE_S``). Otherwise gunicorn hands the
+connection back to its event loop, whose thread must wake and win the GIL to see the next
+request and pass it to the pool, whose thread must wake and win the GIL again, while the
+other threads of a busy worker hold it (measured with 4 producers of 100-record batches:
++6 % idempotent and +9 % transactional records/s; with 32 connections on 4 threads it would
+cost 4 %, hence the limit).
+
 It also tells the master it is alive once a second, and looks for a changed parent twice a
 second, instead of on every turn of the event loop (about once per request under load).
 """
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import time
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -28,6 +39,8 @@ MAX_WORKERS = 64
 DEFER_LIMIT_S = 0.02  # the longest a waiting connection is left to a sibling (> the GIL switch interval)
 _DEFER_PAUSE_S = 0.0002
 IDLE_S = 0.5  # a kept-alive connection unused this long does not count as load
+KEEP_SERVING_S = 0.002  # how long a thread waits on its kept-alive connection for the next request
+_KEEP_SERVING_SLICE_S = 0.001  # poll() counts whole milliseconds
 # gunicorn's event loop tells the master it is alive (a utime syscall) and checks its parent
 # on every turn, i.e. about once per request under load; once a second and twice a second do
 # (the master's worker timeout is 30 s by default).
@@ -125,6 +138,36 @@ class BalancedThreadWorker(ThreadWorker):
         self._deferring_since = 0.0
         super().accept(listener)
         self._publish()
+
+    def handle(self, conn):
+        """gunicorn's ``handle`` (one request), then the same connection's next requests in
+        this thread while ``_next_request_soon``."""
+        result = super().handle(conn)
+        while result is True and self._next_request_soon(conn):
+            result = super().handle(conn)
+        return result
+
+    def _next_request_soon(self, conn) -> bool:
+        """Whether the connection's next request came (or is read ahead already) within
+        ``KEEP_SERVING_S``, while this thread is not needed for another connection."""
+        if not self.alive or conn.is_http2 or self.nr_conns > self.cfg.threads or self._requests_waiting():
+            return False
+        if conn.parser.unreader.buf.getvalue():
+            return True  # read ahead with the last request
+        poller = select.poll()
+        poller.register(conn.sock, select.POLLIN)
+        deadline = time.monotonic() + KEEP_SERVING_S
+        while (left := deadline - time.monotonic()) > 0:
+            if poller.poll(min(left, _KEEP_SERVING_SLICE_S) * 1000.0):
+                return True  # a request, or the client closed: handle() sees which
+            if self._requests_waiting():
+                return False
+        return False
+
+    def _requests_waiting(self) -> bool:
+        """A request of another connection queued for a thread of the pool."""
+        queue = getattr(self.tpool, "_work_queue", None)
+        return queue is not None and queue.qsize() > 0
 
     def wait_for_and_dispatch_events(self, timeout) -> None:
         super().wait_for_and_dispatch_events(timeout)

@@ -56,3 +56,27 @@ def test_a_paused_worker_does_not_hold_new_connections_up(dlog):
         assert time.monotonic() - started < 5.0
     finally:
         os.kill(paused, signal.SIGCONT)
+
+
+def test_requests_on_one_kept_alive_connection_are_all_answered_in_order(dlog):
+    """One after the other (the thread that answered waits for the next request) and two
+    pipelined in one write (the second is read ahead with the first): every one answered,
+    in order, on the same connection."""
+    with socket.create_connection(("127.0.0.1", dlog.port), timeout=10) as c:
+        f = c.makefile("rb")
+
+        def response() -> tuple[int, bytes]:
+            status = int(f.readline().split()[1])
+            length = 0
+            while (line := f.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            return status, f.read(length)
+
+        for i in range(20):
+            c.sendall(f"GET /v3/clusters/nope-{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            status, body = response()
+            assert status == 404 and f"nope-{i}".encode() in body
+            time.sleep(0.003 if i % 2 else 0)  # now within, now beyond the thread's wait
+        c.sendall(b"GET /v3/clusters/first HTTP/1.1\r\nHost: x\r\n\r\nGET /v3/clusters/second HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert [b"first" in response()[1], b"second" in response()[1]] == [True, True]
