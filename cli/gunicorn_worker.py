@@ -15,7 +15,7 @@ correctness never depends on it.
 
 A thread that answered a request on a kept-alive connection waits up to ``KEEP_SERVING_S``
 on that connection for the client's next request and serves it itself, as long as the worker
-has no more open connections than threads and no request of another connection is waiting
+has no more busy connections than threads and no request of another connection is waiting
 for a thread (looked at every ``_KEEP_SERVING_SLICE_S``). Otherwise gunicorn hands the
 connection back to its event loop, whose thread must wake and win the GIL to see the next
 request and pass it to the pool, whose thread must wake and win the GIL again, while the
@@ -150,7 +150,7 @@ class BalancedThreadWorker(ThreadWorker):
     def _next_request_soon(self, conn) -> bool:
         """Whether the connection's next request came (or is read ahead already) within
         ``KEEP_SERVING_S``, while this thread is not needed for another connection."""
-        if not self.alive or conn.is_http2 or self.nr_conns > self.cfg.threads or self._requests_waiting():
+        if not self.alive or conn.is_http2 or self._more_connections_than_threads() or self._requests_waiting():
             return False
         if conn.parser.unreader.buf.getvalue():
             return True  # read ahead with the last request
@@ -163,6 +163,11 @@ class BalancedThreadWorker(ThreadWorker):
             if self._requests_waiting():
                 return False
         return False
+
+    def _more_connections_than_threads(self) -> bool:
+        """Busy connections (as published: long-idle kept-alive ones do not count) > threads."""
+        busy = _conns[self._slot] if self._slot is not None else self.nr_conns
+        return busy > self.cfg.threads
 
     def _requests_waiting(self) -> bool:
         """A request of another connection queued for a thread of the pool."""

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cli.gunicorn_worker import KEEP_SERVING_S, BalancedThreadWorker
+from cli.gunicorn_worker import KEEP_SERVING_S, MAX_WORKERS, BalancedThreadWorker, _conns
 
 
 @pytest.fixture
@@ -21,8 +21,9 @@ def pair():
     client.close()
 
 
-def _worker(threads=4, conns=1, queued=0, alive=True):
+def _worker(threads=4, conns=1, queued=0, alive=True, slot=None):
     worker = BalancedThreadWorker.__new__(BalancedThreadWorker)  # no gunicorn set-up needed
+    worker._slot = slot
     work = queue.SimpleQueue()
     for _ in range(queued):
         work.put(object())
@@ -66,6 +67,21 @@ def test_the_thread_does_not_wait_when_it_is_needed_elsewhere(pair, worker):
     server, client = pair
     client.sendall(b"GET /health/live HTTP/1.1\r\n")
     assert worker._next_request_soon(_conn(server)) is False
+
+
+def test_connections_idle_in_keep_alive_do_not_count_against_the_threads(pair):
+    """The count the worker publishes (busy connections) decides, not every open one."""
+    server, client = pair
+    slot = MAX_WORKERS - 1
+    worker = _worker(threads=4, conns=9, slot=slot)
+    try:
+        _conns[slot] = 4  # five of the nine are long idle
+        client.sendall(b"GET /health/live HTTP/1.1\r\n")
+        assert worker._next_request_soon(_conn(server)) is True
+        _conns[slot] = 5
+        assert worker._next_request_soon(_conn(server)) is False
+    finally:
+        _conns[slot] = 0
 
 
 def test_a_request_of_another_connection_ends_the_wait(pair):
