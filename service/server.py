@@ -105,4 +105,5 @@ class DlogServer:
     def shut_down(self) -> None:
         self.background.stop()
         self.replica_manager.stop_fetcher_thread()
+        self.transaction_coordinator.shut_down()
         self.db.dispose()

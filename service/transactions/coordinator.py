@@ -20,6 +20,8 @@ or a late write of the previous transaction, can never touch the next one.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -34,6 +36,7 @@ from service.producer_state import CONTROL_ABORT, CONTROL_COMMIT
 from service.transactions import state_manager
 from service.transactions.metadata import MAX_PRODUCER_EPOCH, TransactionMetadata, TransactionState
 
+MARKER_THREADS = 8  # a transaction's markers written at once, per process (more wait their turn)
 logger = logging.getLogger(__name__)
 S = TransactionState
 MAX_TRANSACTIONAL_ID_LENGTH = 255
@@ -65,6 +68,8 @@ class TransactionCoordinator:
         self.clock = clock
         self.producer_id_manager = producer_id_manager
         self.replica_manager = replica_manager  # set by DlogServer; markers go through it
+        self._pool: ThreadPoolExecutor | None = None  # writes the markers of multi-partition transactions
+        self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------------ InitProducerId
     def handle_init_producer_id(self, transactional_id: str | None = None,
@@ -240,21 +245,8 @@ class TransactionCoordinator:
         commit = meta.state is S.PREPARE_COMMIT
         control = CONTROL_COMMIT if commit else CONTROL_ABORT
         timeout = min(self.config.request_timeout_ms, 10000) if timeout_ms is None else timeout_ms
-        for topic_name, partition_id in sorted(meta.partitions):
-            try:
-                self.replica_manager.write_txn_marker(topic_name, partition_id, meta.producer_id,
-                                                      meta.producer_epoch, control, timeout)
-            except KafkaError as exc:
-                if exc.error is Errors.INVALID_PRODUCER_EPOCH:
-                    logger.warning("marker for %s on %s-%s refused (%s); giving up on it", transactional_id,
-                                   topic_name, partition_id, exc.message)
-                    continue
-                if exc.error is Errors.UNKNOWN_TOPIC_OR_PARTITION:
-                    continue  # the topic is gone: nothing to mark
-                logger.info("marker for %s on %s-%s not written yet: %s", transactional_id, topic_name,
-                            partition_id, exc.message)
-                return meta
-            crash_point("txn.after_marker")
+        if not self._write_markers(transactional_id, meta, control, timeout):
+            return meta
         crash_point("txn.before_complete")
         now = self.clock.milliseconds()
         # Not waited onto the disk (one fsync less per transaction): losing this write to a
@@ -283,6 +275,67 @@ class TransactionCoordinator:
         crash_point("txn.after_complete")
         logger.info("transaction %s of producer %s: %s", transactional_id, meta.producer_id, final.state.value)
         return final
+
+    def _write_markers(self, transactional_id: str, meta: TransactionMetadata, control: int, timeout: int) -> bool:
+        """Phase 2: the marker in every partition of the transaction, all at once (as Kafka's
+        coordinator sends them), each acknowledged once replicated. True when every partition
+        has its marker or needs none (its topic is gone, or it saw a newer epoch); False if
+        one could not be written yet (the transaction stays prepared; recovery tries again).
+
+        A crash point after each marker: in a test that "crashes" there, the markers already
+        under way finish first, as they might have before a real kill."""
+        partitions = sorted(meta.partitions)
+        if len(partitions) == 1:
+            outcomes = iter([self._write_marker(transactional_id, meta, control, timeout, partitions[0])])
+            futures = []
+        else:
+            futures = [self._marker_pool().submit(self._write_marker, transactional_id, meta, control, timeout, tp)
+                       for tp in partitions]
+            outcomes = (future.result() for future in as_completed(futures))
+        done = True
+        try:
+            for written in outcomes:
+                if written:
+                    crash_point("txn.after_marker")
+                elif written is not None:
+                    done = False
+        except BaseException:
+            wait(futures)
+            raise
+        return done
+
+    def _write_marker(self, transactional_id: str, meta: TransactionMetadata, control: int, timeout: int,
+                      partition: tuple[str, int]) -> bool | None:
+        """One partition's marker (``_write_markers``): True once written, None if it needs
+        none, False if it could not be written yet."""
+        topic_name, partition_id = partition
+        try:
+            self.replica_manager.write_txn_marker(topic_name, partition_id, meta.producer_id, meta.producer_epoch,
+                                                  control, timeout)
+        except KafkaError as exc:
+            if exc.error is Errors.INVALID_PRODUCER_EPOCH:
+                logger.warning("marker for %s on %s-%s refused (%s); giving up on it", transactional_id,
+                               topic_name, partition_id, exc.message)
+                return None
+            if exc.error is Errors.UNKNOWN_TOPIC_OR_PARTITION:
+                return None  # the topic is gone: nothing to mark
+            logger.info("marker for %s on %s-%s not written yet: %s", transactional_id, topic_name, partition_id,
+                        exc.message)
+            return False
+        return True
+
+    def _marker_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=MARKER_THREADS, thread_name_prefix="dlog-marker")
+            return self._pool
+
+    def shut_down(self) -> None:
+        """Stop the marker pool (after the markers under way)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def _fence_and_abort(self, transactional_id: str, expected_epoch: int) -> None:
         """Zombie fencing (3.11, 3.37): bump the epoch of an Ongoing transaction and abort it."""

@@ -220,3 +220,35 @@ def test_duplicate_abort_after_the_next_transaction_began(txn, topic):
     p.commit_ok()
     assert_error(txn.end("tx", *stale, False), "PRODUCER_FENCED", 409)
     assert txn.values(T, 0) == ["n+1-a"] and txn.values(T, 1) == ["n+1-b"]
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_the_markers_of_a_transaction_are_written_in_all_its_partitions_at_once(txn, topic, server, commit):
+    """As Kafka's coordinator sends WriteTxnMarkers to every leader together: a commit over
+    three partitions writes the three markers at the same time (each in its own thread), not
+    one after the other, and the outcome is the same."""
+    import threading
+
+    p = txn.producer()
+    for q in range(3):
+        p.send_ok(T, q, f"v{q}")
+    rm = server.replica_manager
+    write = rm.write_txn_marker
+    all_in = threading.Barrier(3, timeout=5)  # one at a time never gets past it
+    threads = set()
+
+    def together(*args):
+        threads.add(threading.current_thread().name)
+        all_in.wait()
+        return write(*args)
+
+    rm.write_txn_marker = together
+    try:
+        body = p.commit_ok() if commit else p.abort_ok()
+    finally:
+        rm.write_txn_marker = write
+    assert body["state"] == ("CompleteCommit" if commit else "CompleteAbort")
+    assert len(threads) == 3
+    for q in range(3):
+        assert [k for _o, k, _e in txn.markers(T, q)] == ["COMMIT" if commit else "ABORT"]
+        assert txn.values(T, q) == ([f"v{q}"] if commit else [])
