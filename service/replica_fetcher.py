@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from service import leader_epoch as leader_epoch_cache
@@ -27,6 +26,7 @@ from service import producer_state
 from service.clock import Clock
 from service.controller import Controller, PartitionState, TopicMetadata
 from service.db import Database
+from service.thread_pool import LazyThreadPool
 from service.types import NO_LEADER, UNDEFINED_EPOCH
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ class ReplicaFetcher:
         self.controller = controller
         self.clock = clock
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
-        self._executor: ThreadPoolExecutor | None = None
-        self._executor_lock = threading.Lock()
+        self._steps_pool = LazyThreadPool(4, "dlog-step")  # the followers' steps of a parallel round
 
     def fetch_step(self, topic: TopicMetadata, state: PartitionState, follower_id: int,
                    max_records: int = MAX_RECORDS_PER_STEP) -> StepResult | None:
@@ -110,23 +109,13 @@ class ReplicaFetcher:
         """(follower id, outcome of ``_step``) for every live follower, in ``live``'s order."""
         if not parallel or len(live) < 2:
             return [(f, self._step(state, f, positions[f], lstate, plans[f])) for f in live]
-        futures = [self._pool().submit(self._step, state, f, positions[f], lstate, plans[f]) for f in live[1:]]
+        futures = [self._steps_pool.submit(self._step, state, f, positions[f], lstate, plans[f]) for f in live[1:]]
         first = self._step(state, live[0], positions[live[0]], lstate, plans[live[0]])
         return [(live[0], first)] + [(f, fut.result()) for f, fut in zip(live[1:], futures)]
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            with self._executor_lock:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dlog-step")
-        return self._executor
-
     def shut_down(self) -> None:
         """Stop the step pool (its threads give their connections back as they end)."""
-        with self._executor_lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+        self._steps_pool.shut_down()
 
     def _follower_position(self, state: PartitionState, follower_id: int):
         """The follower's log state and latest leader epoch (one statement, no transaction);

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
@@ -25,6 +24,7 @@ from service.group_commit import GroupCommit
 from service.log import FetchDataInfo, LogAppendInfo
 from service.producer_state import ProducerBatch
 from service.replica_fetcher import ReplicaFetcher, ReplicaFetcherThread, RoundDriver
+from service.thread_pool import LazyThreadPool
 from service.types import NO_LEADER, Acks, FetchIsolation, Record
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ class ReplicaManager:
         self._group_commit = GroupCommit()
         self.fetcher = ReplicaFetcher(db, controller, clock, config.replica_lag_time_max_ms)
         self._fetcher_thread = ReplicaFetcherThread(self)
-        self._acks0_executor: ThreadPoolExecutor | None = None
-        self._executor_lock = threading.Lock()
+        self._acks0 = LazyThreadPool(1, "dlog-acks0")  # acks=0 appends, after the answer
+        self._drivers_lock = threading.Lock()
         self._drivers: dict[tuple[str, int], RoundDriver] = {}
         # Per partition: the files' data_version after a background round found nothing to
         # copy. A cache only: any commit to those files, or time, makes the round run again.
@@ -78,7 +78,7 @@ class ReplicaManager:
         if refused is not None:
             return {p: refused for p in batches}
         if acks is Acks.NONE:
-            self._executor().submit(self._append_quietly, topic, dict(batches), dict(producers))
+            self._acks0.submit(self._append_quietly, topic, dict(batches), dict(producers))
             return {}
         results: dict[int, LogAppendInfo | KafkaError] = {}
         waiting: dict[int, tuple[PartitionState, int]] = {}
@@ -128,12 +128,6 @@ class ReplicaManager:
                 self.append_to_leader(topic, partition_id, records, Acks.NONE, producers.get(partition_id, _PLAIN))
             except Exception as exc:  # noqa: BLE001 - reported to nobody by design
                 logger.info("acks=0 append to %s-%s failed: %s", topic.topic_name, partition_id, exc)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._executor_lock:
-            if self._acks0_executor is None:
-                self._acks0_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlog-acks0")
-            return self._acks0_executor
 
     def append_to_leader(self, topic: TopicMetadata, partition_id: int, records: Sequence[Record],
                          acks: Acks, producer: ProducerBatch = ProducerBatch()) -> tuple[PartitionState, LogAppendInfo]:
@@ -271,7 +265,7 @@ class ReplicaManager:
         key = (topic_id, partition_id)
         driver = self._drivers.get(key)
         if driver is None:
-            with self._executor_lock:
+            with self._drivers_lock:
                 driver = self._drivers.setdefault(key, RoundDriver())
         return driver
 
@@ -283,10 +277,7 @@ class ReplicaManager:
     def stop_fetcher_thread(self) -> None:
         self._fetcher_thread.stop()
         self.fetcher.shut_down()
-        with self._executor_lock:
-            if self._acks0_executor is not None:
-                self._acks0_executor.shutdown(wait=True)  # let acks=0 appends already accepted finish
-                self._acks0_executor = None
+        self._acks0.shut_down()  # acks=0 appends already accepted finish first
 
     def replicate_all(self) -> int:
         """Background duty: replicate every partition until its followers are caught up (or a

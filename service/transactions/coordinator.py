@@ -20,8 +20,7 @@ or a late write of the previous transaction, can never touch the next one.
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import as_completed, wait
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -34,6 +33,7 @@ from service.groups import offsets as group_offsets
 from service.producer_id_manager import ProducerIdManager
 from service.producer_state import CONTROL_ABORT, CONTROL_COMMIT
 from service.transactions import state_manager
+from service.thread_pool import LazyThreadPool
 from service.transactions.metadata import MAX_PRODUCER_EPOCH, TransactionMetadata, TransactionState
 
 MARKER_THREADS = 8  # a transaction's markers written at once, per process (more wait their turn)
@@ -68,8 +68,7 @@ class TransactionCoordinator:
         self.clock = clock
         self.producer_id_manager = producer_id_manager
         self.replica_manager = replica_manager  # set by DlogServer; markers go through it
-        self._pool: ThreadPoolExecutor | None = None  # writes the markers of multi-partition transactions
-        self._pool_lock = threading.Lock()
+        self._marker_pool = LazyThreadPool(MARKER_THREADS, "dlog-marker")  # multi-partition markers
 
     # ------------------------------------------------------------------ InitProducerId
     def handle_init_producer_id(self, transactional_id: str | None = None,
@@ -289,7 +288,7 @@ class TransactionCoordinator:
             outcomes = iter([self._write_marker(transactional_id, meta, control, timeout, partitions[0])])
             futures = []
         else:
-            futures = [self._marker_pool().submit(self._write_marker, transactional_id, meta, control, timeout, tp)
+            futures = [self._marker_pool.submit(self._write_marker, transactional_id, meta, control, timeout, tp)
                        for tp in partitions]
             outcomes = (future.result() for future in as_completed(futures))
         done = True
@@ -324,18 +323,9 @@ class TransactionCoordinator:
             return False
         return True
 
-    def _marker_pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=MARKER_THREADS, thread_name_prefix="dlog-marker")
-            return self._pool
-
     def shut_down(self) -> None:
         """Stop the marker pool (after the markers under way)."""
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        self._marker_pool.shut_down()
 
     def _fence_and_abort(self, transactional_id: str, expected_epoch: int) -> None:
         """Zombie fencing (3.11, 3.37): bump the epoch of an Ongoing transaction and abort it."""
