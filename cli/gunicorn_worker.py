@@ -19,9 +19,9 @@ has no more busy connections than threads and no request of another connection i
 for a thread (looked at every ``_KEEP_SERVING_SLICE_S``). Otherwise gunicorn hands the
 connection back to its event loop, whose thread must wake and win the GIL to see the next
 request and pass it to the pool, whose thread must wake and win the GIL again, while the
-other threads of a busy worker hold it (measured with 4 producers of 100-record batches:
-+6 % idempotent and +9 % transactional records/s; with 32 connections on 4 threads it would
-cost 4 %, hence the limit).
+other threads of a busy worker hold it (4 producers of 100-record batches, fresh servers in
+alternation, 5 pairs: +2 % idempotent and +4 % transactional records/s; without the limit,
+32 single-record connections on 4 threads per worker lost 4 %).
 
 It also tells the master it is alive once a second, and looks for a changed parent twice a
 second, instead of on every turn of the event loop (about once per request under load).

@@ -32,8 +32,8 @@ from service.faults import crash_point
 from service.groups import offsets as group_offsets
 from service.producer_id_manager import ProducerIdManager
 from service.producer_state import CONTROL_ABORT, CONTROL_COMMIT
-from service.transactions import state_manager
 from service.thread_pool import LazyThreadPool
+from service.transactions import state_manager
 from service.transactions.metadata import MAX_PRODUCER_EPOCH, TransactionMetadata, TransactionState
 
 MARKER_THREADS = 8  # a transaction's markers written at once, per process (more wait their turn)
