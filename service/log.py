@@ -58,8 +58,9 @@ def insert_records(conn: Connection, rows: Sequence[tuple]) -> None:
     Not ``executemany``: the driver releases the GIL around every row's step and must take it
     back after each one; while another thread of the process runs Python, each retake can
     wait a whole switch interval (Python's default 5 ms; 1 ms in ``dlog serve``'s workers),
-    and this thread holds the file's write lock all the while. Measured here with one busy thread beside it: a 100-row executemany commit took
-    350 ms, the same rows in one statement 17 ms (0.45 and 0.38 ms with no other thread).
+    and this thread holds the file's write lock all the while. Measured here with one busy
+    thread beside it: a 100-row executemany commit took 350 ms, the same rows in one
+    statement 17 ms (0.45 and 0.38 ms with no other thread).
     """
     total = len(rows)
     start = 0

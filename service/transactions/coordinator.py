@@ -285,7 +285,7 @@ class TransactionCoordinator:
         under way finish first, as they might have before a real kill."""
         partitions = sorted(meta.partitions)
         if len(partitions) == 1:
-            outcomes = iter([self._write_marker(transactional_id, meta, control, timeout, partitions[0])])
+            outcomes = [self._write_marker(transactional_id, meta, control, timeout, partitions[0])]
             futures = []
         else:
             futures = [self._marker_pool.submit(self._write_marker, transactional_id, meta, control, timeout, tp)
