@@ -179,10 +179,8 @@ class Database:
         state that is recomputed after such a loss, such as a leader's record of its
         followers' positions and the high watermark (Kafka checkpoints those lazily too), or
         the Complete state of a transaction whose Prepare state recovery completes again; and
-        for records that ``sync_wal`` makes durable once the lock is released, before anything
-        depends on them: a follower's copy, before the leader counts it, and a leader's
-        append with a follower in the ISR, before the HW passes it or acks=1 answers
-        (``ReplicaFetcher``, ``ReplicaManager``).
+        for a follower's copy of records, which ``sync_wal`` makes durable once the lock is
+        released and before the leader may count them (``ReplicaFetcher``).
         """
         lock = self._locks[engine]
         with lock, self._file_lock(engine), self._connection(engine) as conn:

@@ -101,15 +101,6 @@ def update_follower_fetch_state(conn: Connection, log_state: LogState, partition
     return new
 
 
-def leader_alone_in_isr(partition: PartitionState) -> bool:
-    """Whether ``maybe_increment_leader_hw`` may pass the HW up to the leader's own log end
-    offset (no follower in the ISR bounds it). A leader's write that raises the HW must
-    then wait for the disk: records the HW passes must be on the leader's disk, and
-    otherwise a follower's position bounds it, recorded only after the leader synced
-    (``ReplicaFetcher.fetch_round``)."""
-    return all(b == partition.leader for b in partition.isr)
-
-
 def maybe_increment_leader_hw(conn: Connection, log_state: LogState, partition: PartitionState,
                               min_insync_replicas: int, followers: dict[int, FollowerState] | None = None) -> int:
     """The only place that decides the high watermark: min LEO over the ISR, never backwards,

@@ -8,7 +8,7 @@ the same step run by another process:
 2. append what the leader has beyond the follower's LEO: a write on the follower's file,
    guarded by the LEO it was read at (a repeated step writes nothing);
 3. record the follower's position on the leader and advance the HW: a write on the leader's
-   file, once the leader's WAL is synced (its appends may not have waited for the disk).
+   file.
 
 No step holds two files' locks at once; the controller file is only read here (ISR changes
 go through ``Controller.alter_partition_isr``).
@@ -48,7 +48,7 @@ class ReplicaFetcher:
         self.controller = controller
         self.clock = clock
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
-        self._steps_pool = LazyThreadPool(8, "dlog-step")  # leader syncs, and followers' steps of parallel rounds
+        self._steps_pool = LazyThreadPool(4, "dlog-step")  # the followers' steps of a parallel round
 
     def fetch_step(self, topic: TopicMetadata, state: PartitionState, follower_id: int,
                    max_records: int = MAX_RECORDS_PER_STEP) -> StepResult | None:
@@ -83,16 +83,6 @@ class ReplicaFetcher:
             return {}
         positions = {f: self._follower_position(state, f) for f in live}
         lstate, followers, plans = self._read_leader(state, positions, max_records)
-        leader_engine = self.db.broker(state.leader)
-        # The leader's appends commit without waiting for the disk (ReplicaManager
-        # ._append_batches): before its positions write lets the HW pass what the followers
-        # copy now, the leader's WAL is synced, beside the copies. Below the HW read in the
-        # snapshot everything is on disk already (a round synced it before passing it).
-        on_disk = lstate.high_watermark
-        leader_sync = None
-        if any(plan[2] for plan in plans.values()):
-            leader_sync = self._steps_pool.submit(self.db.sync_wal, leader_engine)
-            on_disk = lstate.log_end_offset  # the sync starts after the snapshot was read
         results: dict[int, StepResult] = {}
         copied: list[tuple[int, int]] = []
         for follower_id, outcome in self._steps(state, live, positions, lstate, plans, parallel):
@@ -106,15 +96,8 @@ class ReplicaFetcher:
                 self.db.sync_wal(self.db.broker(follower_id))
             results[follower_id] = StepResult(count, False, leo, lstate.high_watermark)
             copied.append((follower_id, leo))
-        if leader_sync is not None:
-            leader_sync.result()
         if lstate.log_id < 0 or not copied:
             return results
-        if max(leo for _f, leo in copied) > on_disk:
-            # A follower holds records beyond what the sync covers (another process's step
-            # copied them after this round's snapshot, or nothing was copied here): sync again,
-            # now that every position to be recorded was seen.
-            self.db.sync_wal(leader_engine)
         hw = self._record_positions(topic, state, image, (lstate, followers), copied)
         if hw is not None:
             for follower_id, _leo in copied:
@@ -261,10 +244,7 @@ class ReplicaFetcher:
         joins = []
         # Not waited onto the disk: positions and the HW are recomputed from the replicas'
         # (durable) logs after a power loss, as Kafka recomputes its lazily checkpointed HW.
-        # Unless the leader is alone in the ISR: then the HW may pass the leader's newest
-        # records, which this round did not sync, and this commit's sync covers them.
-        with self.db.write(self.db.broker(state.leader),
-                           durable=leader_partition.leader_alone_in_isr(state)) as conn:
+        with self.db.write(self.db.broker(state.leader), durable=False) as conn:
             current = unified_log.load(conn, state.topic_id, state.partition_id)
             assert current is not None
             leader_epoch_cache.assign(conn, current.log_id, state.leader_epoch, current.log_end_offset)

@@ -158,11 +158,6 @@ class ReplicaManager:
         info = self._group_commit.submit(
             (leader, state.topic_id, partition_id, state.leader_epoch), (records, producer),
             lambda items: self._append_batches(state, leader, min_isr, log_append_time, items))
-        if acks is not Acks.ALL:
-            # acks=1 answers once the batch (or the original of a duplicate) is on the leader's
-            # disk; the append may have committed without waiting for it (_append_batches).
-            # acks=all waits for the HW instead, which only passes synced records.
-            self.db.sync_wal(self.db.broker(leader))
         if info.duplicate:
             return state, info
         crash_point("produce.after_append")
@@ -176,16 +171,9 @@ class ReplicaManager:
                         items: Sequence[tuple[Sequence[Record], ProducerBatch]]) -> list:
         """Append several batches (of concurrent requests) in one write transaction on the
         leader's file, in order; a batch refused by its producer checks fails alone. Then the
-        high watermark moves once for all of them.
-
-        With a follower in the ISR the transaction commits without waiting for the disk, so
-        the fsync does not hold the file's write lock while its other writers wait: the HW is
-        then bounded by a follower's position, which the leader records only after syncing
-        its own WAL (``ReplicaFetcher.fetch_round``), and an acks=1 append syncs before its
-        answer (``append_to_leader``). With the leader alone in the ISR this write may pass
-        the HW over the new records itself, so it waits for the disk."""
+        high watermark moves once for all of them."""
         results: list = []
-        with self.db.write(self.db.broker(leader), durable=leader_partition.leader_alone_in_isr(state)) as conn:
+        with self.db.write(self.db.broker(leader)) as conn:
             log_state = unified_log.load_or_create(conn, state.topic_id, state.topic_name, state.partition_id)
             now = self.clock.milliseconds()
             for records, producer in items:
@@ -382,9 +370,7 @@ class ReplicaManager:
         min_isr = min(topic.log_config.min_insync_replicas, topic.replication_factor)
         if len(state.isr) < min_isr:
             raise KafkaError(Errors.NOT_ENOUGH_REPLICAS)
-        # Not waited onto the disk with a follower in the ISR: the round below syncs the
-        # leader before the HW may pass the marker (see _append_batches).
-        with self.db.write(self.db.broker(leader), durable=leader_partition.leader_alone_in_isr(state)) as conn:
+        with self.db.write(self.db.broker(leader)) as conn:
             log_state = unified_log.load_or_create(conn, state.topic_id, state.topic_name, partition_id)
             info = unified_log.append_control_marker(conn, log_state, state.leader_epoch, producer_id,
                                                      producer_epoch, control_type, self.clock.milliseconds())

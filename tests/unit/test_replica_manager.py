@@ -149,12 +149,10 @@ def test_a_followers_copy_is_synced_after_its_lock_and_before_the_leader_counts_
     copies = [e for e in events if e[0] == "commit" and e[1] in followers]
     assert sorted(copies) == sorted(("commit", f, False) for f in followers)
     syncs = [e for e in events if e[0] == "sync"]
-    # The followers' copies and the leader's own (acks=1) records, no write lock held.
-    assert sorted(syncs) == sorted(("sync", f, False) for f in [leader, *followers])
+    assert sorted(syncs) == sorted(("sync", f, False) for f in followers)  # no write lock held
     positions = events.index(("commit", leader, False))
     for f in followers:
         assert events.index(("commit", f, False)) < events.index(("sync", f, False)) < positions
-    assert events.index(("sync", leader, False)) < positions
 
 
 def test_a_round_counting_records_another_step_copied_syncs_them_first(server, create_topic, produce,
@@ -178,77 +176,5 @@ def test_a_round_counting_records_another_step_copied_syncs_them_first(server, c
     leader = f"broker-{state.leader}.db"
     followers = [f"broker-{b}.db" for b in state.replicas if b != state.leader]
     assert [e for e in events if e[0] == "commit"] == [("commit", leader, False)]  # no copy: positions only
-    # Nothing copied in this round, yet the HW passes records beyond the one it read: the
-    # leader's WAL is synced too, once every position to be recorded was seen.
-    assert sorted(e for e in events if e[0] == "sync") == sorted(("sync", f, False) for f in [leader, *followers])
-    assert events[-2:] == [("sync", leader, False), ("commit", leader, False)]
-
-
-def test_a_leaders_append_with_followers_in_the_isr_is_synced_beside_the_copies(server, create_topic,
-                                                                                produce, monkeypatch):
-    """acks=all with followers in the ISR: the leader's append commits without waiting for the
-    disk (its fsync no longer holds the file's lock), and the round syncs the leader's WAL,
-    with no lock held, before its positions write lets the HW pass the records."""
-    create_topic("t", replication_factor=3)
-    produce("t", [b"x"], acks=Acks.ALL)
-    leader = f"broker-{server.controller.topic('t').partition(0).leader}.db"
-    events = _spy_writes_and_syncs(server, monkeypatch)
-    info = produce("t", [b"a", b"b"], acks=Acks.ALL)
-    assert (info.first_offset, info.last_offset) == (1, 2)
-    assert server.replica_manager.offsets(server.controller.topic("t"), 0).high_watermark == 3
-    assert events[0] == ("commit", leader, False)  # the append
-    assert ("sync", leader, False) in events
-    positions = len(events) - 1 - events[::-1].index(("commit", leader, False))
-    assert events.index(("sync", leader, False)) < positions
-
-
-def test_an_acks_1_append_is_on_the_leaders_disk_before_its_answer(server, create_topic, produce, monkeypatch):
-    """acks=1 with followers in the ISR: the append commits without waiting for the disk and
-    the leader's WAL is synced, with no lock held, before the produce returns."""
-    create_topic("t", replication_factor=3)
-    produce("t", [b"x"], acks=Acks.ALL)
-    leader = f"broker-{server.controller.topic('t').partition(0).leader}.db"
-    server.replica_manager._fetcher_thread.wake = lambda *a: None  # no background round meanwhile
-    events = _spy_writes_and_syncs(server, monkeypatch)
-    produce("t", [b"a"], acks=Acks.LEADER)
-    assert events == [("commit", leader, False), ("sync", leader, False)]
-
-
-def test_a_leader_alone_in_the_isr_waits_for_the_disk_in_the_append(server, create_topic, shrink_isr,
-                                                                    produce, monkeypatch):
-    """With no follower in the ISR, the append itself passes the HW over its records: it
-    commits durably, as do the positions writes of followers catching up outside the ISR."""
-    create_topic("t", replication_factor=3, min_insync_replicas="1")
-    produce("t", [b"x"], acks=Acks.ALL)
-    topic = shrink_isr("t")
-    state = topic.partition(0)
-    leader = f"broker-{state.leader}.db"
-    server.replica_manager._fetcher_thread.wake = lambda *a: None
-    events = _spy_writes_and_syncs(server, monkeypatch)
-    produce("t", [b"a"], acks=Acks.ALL)
-    assert events[0] == ("commit", leader, True)
-    assert server.replica_manager.offsets(topic, 0).high_watermark == 2
-    del events[:]
-    results = server.replica_manager.fetcher.fetch_round(topic, state)
-    assert all(r.copied == 1 for r in results.values())
-    assert [e for e in events if e[0] == "commit" and e[1] == leader] == [("commit", leader, True)]  # positions
-
-
-def test_a_transaction_marker_is_synced_on_the_leader_before_the_hw_passes_it(server, create_topic, produce,
-                                                                            monkeypatch):
-    """WriteTxnMarkers with followers in the ISR: the marker commits without waiting for the
-    disk; its round syncs the leader's WAL before the positions write lets the HW (and so
-    read_committed readers and the coordinator's Complete) pass it."""
-    from service.producer_state import CONTROL_COMMIT
-
-    create_topic("t", replication_factor=3)
-    produce("t", [b"x"], acks=Acks.ALL)
-    leader = f"broker-{server.controller.topic('t').partition(0).leader}.db"
-    events = _spy_writes_and_syncs(server, monkeypatch)
-    info = server.replica_manager.write_txn_marker("t", 0, 4242, 0, CONTROL_COMMIT, 5000)
-    assert info.first_offset == 1 and not info.duplicate
-    assert server.replica_manager.offsets(server.controller.topic("t"), 0).high_watermark == 2
-    assert events[0] == ("commit", leader, False)  # the marker
-    positions = len(events) - 1 - events[::-1].index(("commit", leader, False))
-    assert positions > 0
-    assert events.index(("sync", leader, False)) < positions
+    assert sorted(e for e in events if e[0] == "sync") == sorted(("sync", f, False) for f in followers)
+    assert events[-1] == ("commit", leader, False)
