@@ -317,7 +317,10 @@ class GroupCoordinator:
 
     # ------------------------------------------------------------------ duties
     def expire_instances(self) -> int:
-        """Remove instances idle longer than consumer.instance.timeout.ms, then rebalance."""
+        """Close instances idle longer than consumer.instance.timeout.ms, then rebalance.
+
+        Closed as ``delete_instance`` closes them (the REST Proxy's expiration closes the
+        Kafka consumer, whose close() auto-commits when enabled): positions first."""
         now = self.clock.milliseconds()
         cutoff = now - self.config.consumer_instance_timeout_ms
         with self.db.write(self.db.controller) as conn:
@@ -325,6 +328,8 @@ class GroupCoordinator:
                 _m.last_seen_ms < cutoff))]
             for member in expired:
                 logger.info("consumer instance %s of group %s expired", member.instance_id, member.group_id)
+                if member.auto_commit_enable:
+                    self._commit_positions(conn, member, None, now)
                 self._remove_member(conn, member)
             for group_id in {m.group_id for m in expired}:
                 self._rebalance(conn, group_id, now)

@@ -50,13 +50,20 @@ def test_at_most_once_commit_first_loses_the_batch_on_a_crash(consumer, create_t
     assert values(second.drain()) == [3, 4, 5]
 
 
-def test_delete_with_auto_commit_commits_positions(consumer, create_topic, produce_json):
+@pytest.mark.parametrize("close", ["delete", "expire"])
+def test_closing_with_auto_commit_commits_positions(consumer, create_topic, produce_json, server, clock, close):
+    """Kafka's close() commits the positions when auto-commit is on; the REST Proxy closes an
+    expired instance the same way as a deleted one."""
     create_topic("t")
     produce_json("t", list(range(4)))
     first = consumer("g", "w1", auto_offset_reset="earliest")
     first.subscribe("t")
     assert values(first.drain()) == [0, 1, 2, 3]
-    first.delete()  # Kafka's close() commits when auto-commit is on
+    if close == "delete":
+        first.delete()
+    else:
+        clock.advance(server.config.consumer_instance_timeout_ms + 1)
+        assert server.group_coordinator.expire_instances() == 1
     second = consumer("g", "w2", auto_offset_reset="earliest")
     second.subscribe("t")
     assert second.drain() == []

@@ -183,7 +183,7 @@ def test_dead_instance_partitions_move_after_expiry(
 def test_expiry_of_the_last_instance_leaves_an_empty_group_with_its_offsets(consumer, create_topic, server, clock,
                                                                            client, cluster_id):
     create_topic("t")
-    a = consumer("g", "a")
+    a = consumer("g", "a", auto_commit_enable="false")  # its expiry commits nothing of its own
     a.subscribe("t")
     a.poll()
     a.commit_ok({"offsets": [{"topic": "t", "partition": 0, "offset": 0}]})
