@@ -33,6 +33,13 @@ def register(cli: click.Group) -> None:
 
             dlog serve --data-dir ./dlog-data --brokers 3 --workers 2
         """
+        import shutil
+        import tempfile
+
+        # The workers' request metrics go to files here and GET /metrics adds them up
+        # (prometheus-client's multiprocess mode), fresh for each run. Set before anything
+        # imports prometheus_client: the workers, forked from this process, read it at import.
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dlog-metrics-")
         from service.server import DlogServer
 
         logging.basicConfig(level=os.environ.get("DLOG_LOG_LEVEL", "INFO"),
@@ -44,7 +51,10 @@ def register(cli: click.Group) -> None:
         os.environ.update(config.to_env())
         from cli.gunicorn_app import run
 
-        run(config)
+        try:
+            run(config)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
     @cli.group()
     def db():

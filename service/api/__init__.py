@@ -22,7 +22,8 @@ def create_app(config: Config | None = None, server: DlogServer | None = None, *
     Start-up (migrations, cluster bootstrap) finishes before the app is returned, so a worker
     never serves from an unmigrated file.
     """
-    from service.api import admin, consumer_groups, consumers, errors, health, produce, producers, transactions, v2
+    from service.api import (admin, consumer_groups, consumers, errors, health, metrics, produce, producers,
+                             transactions, v2)
 
     if server is None:
         server = DlogServer(config or Config.from_env())
@@ -32,7 +33,8 @@ def create_app(config: Config | None = None, server: DlogServer | None = None, *
     app.config["MAX_CONTENT_LENGTH"] = None  # checked per request with a Kafka-style 413 body
     app.extensions["dlog"] = server
     errors.register(app)
-    for blueprint in (health.bp, admin.bp, produce.bp, producers.bp, transactions.bp, consumer_groups.bp,
-                      consumers.bp, v2.bp):
+    metrics.instrument(app)
+    for blueprint in (health.bp, metrics.bp, admin.bp, produce.bp, producers.bp, transactions.bp,
+                      consumer_groups.bp, consumers.bp, v2.bp):
         app.register_blueprint(blueprint)
     return app
