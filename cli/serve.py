@@ -34,17 +34,21 @@ def register(cli: click.Group) -> None:
             dlog serve --data-dir ./dlog-data --brokers 3 --workers 2
         """
         import shutil
-        import tempfile
+        from pathlib import Path
 
-        # The workers' request metrics go to files here and GET /metrics adds them up
-        # (prometheus-client's multiprocess mode), fresh for each run. Set before anything
-        # imports prometheus_client: the workers, forked from this process, read it at import.
-        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dlog-metrics-")
         from service.server import DlogServer
 
         logging.basicConfig(level=os.environ.get("DLOG_LOG_LEVEL", "INFO"),
                             format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
         config = _config(host=host, port=port, data_dir=data_dir, brokers=brokers, workers=workers, threads=threads)
+        # The workers write their request metrics to files here and GET /metrics adds them up
+        # (prometheus-client's multiprocess mode). Emptied at each start, so a killed run's
+        # counts never reach the next; set before the workers fork, as prometheus-client
+        # reads it when first imported (nothing in this process has imported it).
+        metrics_dir = Path(config.data_dir) / ".prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         setup = DlogServer(config)
         setup.start_up(background=False)  # migrate and bootstrap once, before the workers fork
         setup.shut_down()

@@ -3,8 +3,9 @@
 Requests are counted and timed by endpoint (the route's rule, so the label set stays
 bounded), method, status and ``acks``. Under ``dlog serve`` every gunicorn worker writes its
 request metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess
-mode, set up by the command), so any worker's answer covers all of them; elsewhere (one
-process) they are the process's own. The cluster's state comes from ``service.metrics``.
+mode; the command points it at ``<data dir>/.prometheus``), so any worker's answer covers all
+of them; elsewhere (one process) they are the process's own. The cluster's state comes from
+``service.metrics``.
 """
 from __future__ import annotations
 

@@ -33,3 +33,14 @@ def test_a_scrape_counts_the_requests_of_every_worker(dlog):
             c.close()
     # Each scrape is a new connection, answered by either worker: all of them see the eight.
     assert [_live_requests(dlog.url) for _ in range(6)] == [8.0] * 6
+    assert sorted(p.name.split("_")[0] for p in (dlog.data_dir / ".prometheus").iterdir()) == \
+        ["counter", "counter", "histogram", "histogram"]  # one of each per worker
+
+
+def test_a_killed_runs_request_counts_do_not_reach_the_next_run(dlog):
+    for _ in range(3):
+        assert requests.get(f"{dlog.url}/health/live", timeout=10).status_code == 200
+    assert _live_requests(dlog.url) == 3.0
+    dlog.kill9()  # leaves its metrics files behind
+    dlog.start()
+    assert _live_requests(dlog.url) == 0.0
