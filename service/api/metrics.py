@@ -26,11 +26,13 @@ bp = Blueprint("metrics", __name__)
 _REGISTRY = CollectorRegistry()  # this process's request metrics (outside multiprocess mode)
 _LABELS = ["endpoint", "method", "status", "acks"]
 REQUESTS = Counter("dlog_http_requests", "HTTP requests answered.", _LABELS, registry=_REGISTRY)
-LATENCY = Histogram("dlog_http_request_duration_seconds", "Time from a request's arrival at its handler to its "
-                    "answer.", _LABELS, registry=_REGISTRY,
+LATENCY = Histogram("dlog_http_request_duration_seconds", "Time from a request's arrival at the app to its "
+                    "response.", _LABELS, registry=_REGISTRY,
                     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
                              30.0, 60.0))
 _ACKS_LABEL = {Acks.NONE: "0", Acks.LEADER: "1", Acks.ALL: "all"}
+# Label values come only from bounded sets: a client inventing methods must not grow them.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # The text format generate_latest writes; every Prometheus version reads it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -59,7 +61,8 @@ def instrument(app: Flask) -> None:
         if started is not None:
             rule = req.url_rule
             acks = req.args.get("acks") if "acks" in req.environ.get("QUERY_STRING", "") else None
-            labels = (rule.rule if rule is not None else "unmatched", req.method, str(response.status_code),
+            labels = (rule.rule if rule is not None else "unmatched",
+                      req.method if req.method in _METHODS else "other", str(response.status_code),
                       _acks_label(acks))
             pair = children.get(labels)
             if pair is None:

@@ -103,6 +103,7 @@ def test_requests_are_counted_by_endpoint_method_status_and_acks(client, cluster
         assert produce_http(client, cluster_id, "t", [1], acks=acks).status_code == 200
     assert produce_http(client, cluster_id, "t", [1], acks="2").status_code == 400
     assert client.get("/no/such/path").status_code == 404
+    assert client.open("/health/live", method="BREW").status_code == 405  # an invented method
     after = scrape(client)
 
     def delta(*labels):
@@ -112,6 +113,7 @@ def test_requests_are_counted_by_endpoint_method_status_and_acks(client, cluster
     assert delta(RECORDS, "POST", "200", "1") == 1
     assert delta(RECORDS, "POST", "400", "invalid") == 1
     assert delta("unmatched", "GET", "404", "") == 1
+    assert delta("unmatched", "other", "405", "") == 1
     assert delta("/metrics", "GET", "200", "") == 1  # the first scrape
     count = ("dlog_http_request_duration_seconds_count",
              frozenset({("endpoint", RECORDS), ("method", "POST"), ("status", "200"), ("acks", "all")}))
