@@ -118,9 +118,7 @@ class GroupCoordinator:
         now = self.clock.milliseconds()
         with self.db.write(self.db.controller) as conn:
             member = self._member(conn, group_id, instance_id)
-            if member.auto_commit_enable:
-                self._commit_positions(conn, member, None, now)
-            self._remove_member(conn, member)
+            self._close_member(conn, member, now)
             if member.subscription is not None or member.topic_pattern is not None:
                 self._rebalance(conn, group_id, now)
 
@@ -319,8 +317,8 @@ class GroupCoordinator:
     def expire_instances(self) -> int:
         """Close instances idle longer than consumer.instance.timeout.ms, then rebalance.
 
-        Closed as ``delete_instance`` closes them (the REST Proxy's expiration closes the
-        Kafka consumer, whose close() auto-commits when enabled): positions first."""
+        Closed as ``delete_instance`` closes them: the REST Proxy's expiration closes the
+        Kafka consumer, whose close() auto-commits when enabled."""
         now = self.clock.milliseconds()
         cutoff = now - self.config.consumer_instance_timeout_ms
         with self.db.write(self.db.controller) as conn:
@@ -328,9 +326,7 @@ class GroupCoordinator:
                 _m.last_seen_ms < cutoff))]
             for member in expired:
                 logger.info("consumer instance %s of group %s expired", member.instance_id, member.group_id)
-                if member.auto_commit_enable:
-                    self._commit_positions(conn, member, None, now)
-                self._remove_member(conn, member)
+                self._close_member(conn, member, now)
             for group_id in {m.group_id for m in expired}:
                 self._rebalance(conn, group_id, now)
         return len(expired)
@@ -423,6 +419,13 @@ class GroupCoordinator:
         if row is None:
             raise RestError(404, "Consumer instance not found.", CONSUMER_INSTANCE_NOT_FOUND)
         return Member.from_row(row)
+
+    def _close_member(self, conn: Connection, member: Member, now: int) -> None:
+        """Kafka's consumer ``close()``: commit the positions if auto-commit is on, then leave
+        (the caller rebalances)."""
+        if member.auto_commit_enable:
+            self._commit_positions(conn, member, None, now)
+        self._remove_member(conn, member)
 
     @staticmethod
     def _remove_member(conn: Connection, member: Member) -> None:
